@@ -1,0 +1,382 @@
+"""The agent loop: one implementation behind ``run_stream`` and ``run``.
+
+An explicit state machine over ``RunState``::
+
+    start -> RequestModel -> HandleResponse -> (CallTools -> RequestModel ...) -> Done
+
+Each step function returns the next step. The loop knows nothing of
+threads or queues: it gets ``emit(event, wait=False)`` and the run's
+``CancelToken``, and raises ``CancelledRun`` at a checkpoint once the token
+is set. ``_worker`` turns what happens here into the terminal event.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import pydantic
+
+from ._accumulate import ResponseBuilder
+from ._output import OutputSchema
+from ._run_context import RunContext
+from .events import (OutputReady, RequestStart, ResponseComplete, Retrying, RunStart,
+                     ToolCallComplete, ToolExecuted)
+from .exceptions import ModelRetry, UnexpectedModelBehavior, UsageLimitExceeded
+from .messages import (ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart,
+                       ToolCallPart, ToolReturnPart, UserPromptPart)
+from .models._base import Model, ModelRequestParameters, StreamContext
+from .settings import ModelSettings
+from .tools import Tool
+from .usage import Usage, UsageLimits
+
+log = logging.getLogger("agentstream")
+
+CANCELLED_RESULT = "Tool call cancelled before it ran: the run was cancelled."
+NOT_RUN_RESULT = "Tool not executed: a final result was already given."
+
+
+class CancelledRun(Exception):
+    """Raised inside the loop at a checkpoint after the cancel token was set."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, fixed at its start."""
+
+    run_id: str
+    model: Model
+    prompt: Optional[str]
+    history: List[Any]
+    system_prompts: List[str]
+    dynamic_prompts: List[Callable[..., Any]]
+    tools: Dict[str, Tool]
+    output: OutputSchema
+    settings: ModelSettings
+    limits: List[UsageLimits]
+    context: Any                   # _context.ContextManager
+    deps: Any = None
+    default_retries: int = 1
+    max_tool_workers: int = 8
+
+
+@dataclass
+class RunState:
+    """What the run has so far; read by the worker to build Cancelled / errors."""
+
+    messages: List[Any] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    step: int = 0
+    retries: Dict[str, int] = field(default_factory=dict)
+    new_from: int = 0                                  # index of the first new message
+    builder: Optional[ResponseBuilder] = None          # the response being streamed
+    pending_calls: List[ToolCallPart] = field(default_factory=list)
+    done_results: Dict[str, Any] = field(default_factory=dict)  # call id -> part, this step
+    text_chunks: List[str] = field(default_factory=list)
+    thinking_chunks: List[str] = field(default_factory=list)
+    last_prompt_tokens: Optional[int] = None
+
+
+# --- the steps ---------------------------------------------------------------------
+
+@dataclass
+class RequestModel:
+    pass
+
+
+@dataclass
+class HandleResponse:
+    response: ModelResponse
+    invalid_args: Dict[str, str]
+
+
+@dataclass
+class CallTools:
+    calls: List[ToolCallPart]
+    invalid_args: Dict[str, str]
+
+
+@dataclass
+class Done:
+    output: Any
+
+
+Step = Union[RequestModel, HandleResponse, CallTools, Done]
+
+
+class AgentLoop:
+    """Drives one run. ``run()`` returns the output or raises."""
+
+    def __init__(self, cfg: RunConfig, state: RunState, emit: Callable[..., None], cancel: Any) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.emit = emit
+        self.cancel = cancel
+
+    def run(self) -> Any:
+        self.emit(RunStart(self.cfg.run_id))
+        self._start()
+        step: Step = RequestModel()
+        while not isinstance(step, Done):
+            self.checkpoint()
+            if isinstance(step, RequestModel):
+                step = self._request_model()
+            elif isinstance(step, HandleResponse):
+                step = self._handle_response(step)
+            else:
+                step = self._call_tools(step)
+        self.emit(OutputReady(step.output))
+        return step.output
+
+    def checkpoint(self) -> None:
+        if self.cancel.is_set():
+            raise CancelledRun()
+
+    def ctx(self, **kw: Any) -> RunContext:
+        return RunContext(deps=self.cfg.deps, run_id=self.cfg.run_id, cancel_token=self.cancel,
+                          usage=self.state.usage, messages=self.state.messages, step=self.state.step, **kw)
+
+    # -- start: history + system prompts + user prompt --------------------------
+    def _start(self) -> None:
+        cfg, state = self.cfg, self.state
+        state.messages = list(cfg.history)
+        state.new_from = len(state.messages)
+        parts: List[Any] = []
+        has_system = any(isinstance(p, SystemPromptPart) for m in state.messages
+                         if isinstance(m, ModelRequest) for p in m.parts)
+        if not has_system:
+            parts += [SystemPromptPart(text) for text in cfg.system_prompts]
+            for fn in cfg.dynamic_prompts:
+                text = fn(self.ctx()) if getattr(fn, "_takes_ctx", True) else fn()
+                if text:
+                    parts.append(SystemPromptPart(str(text)))
+        if cfg.prompt is not None:
+            parts.append(UserPromptPart(cfg.prompt))
+        if parts:
+            state.messages.append(ModelRequest(parts))
+
+    # -- one model request ------------------------------------------------------
+    def _request_model(self) -> Step:
+        cfg, state = self.cfg, self.state
+        for limits in cfg.limits:
+            if limits.request_limit is not None and state.usage.requests + 1 > limits.request_limit:
+                raise UsageLimitExceeded(
+                    f"the next request would exceed request_limit={limits.request_limit}",
+                    limit="request_limit", value=state.usage.requests + 1)
+        state.step += 1
+        self.emit(RequestStart(state.step))
+        params = ModelRequestParameters(
+            tools=[t.definition() for t in cfg.tools.values()],
+            output_tool=cfg.output.tool_definition, allow_text_output=cfg.output.allow_text)
+        state.messages = cfg.context.prepare(state.messages, params, self)
+        self.checkpoint()
+
+        builder = state.builder = ResponseBuilder(cfg.model.model_name)
+        feed, emit, text_chunks, thinking_chunks = builder.feed, self.emit, state.text_chunks, state.thinking_chunks
+        is_set = self.cancel.is_set
+        stream_ctx = StreamContext(
+            cancel=self.cancel,
+            on_retry=lambda attempt, delay, error: emit(Retrying(attempt, delay, error)),
+            output_started=lambda: builder.emitted > 0)
+        for item in cfg.model.stream(state.messages, cfg.settings, params, stream_ctx):
+            for event in feed(item):
+                kind = event.kind
+                if kind == "text_delta":
+                    text_chunks.append(event.text)
+                elif kind == "thinking_delta":
+                    thinking_chunks.append(event.text)
+                emit(event)
+            if is_set():
+                raise CancelledRun()
+        self.checkpoint()
+
+        response = builder.build()
+        response.usage.requests = 1
+        state.builder = None
+        state.messages.append(response)
+        state.usage.add(response.usage)
+        if response.usage.input_tokens:
+            state.last_prompt_tokens = response.usage.input_tokens
+        self.emit(ResponseComplete(state.step, response.finish_reason, response.usage))
+        self._check_token_limits()
+        return HandleResponse(response, dict(builder.invalid_args))
+
+    def _check_token_limits(self) -> None:
+        usage = self.state.usage
+        for limits in self.cfg.limits:
+            for name, value in (("input_tokens_limit", usage.input_tokens),
+                                ("output_tokens_limit", usage.output_tokens),
+                                ("total_tokens_limit", usage.total_tokens)):
+                bound = getattr(limits, name)
+                if bound is not None and value > bound:
+                    raise UsageLimitExceeded(f"{name}={bound} exceeded: the run used {value} tokens",
+                                             limit=name, value=value)
+
+    # -- what the response asks for -----------------------------------------------
+    def _handle_response(self, step: HandleResponse) -> Step:
+        response, output = step.response, self.cfg.output
+        calls = response.tool_calls
+        if calls:
+            return CallTools(calls, step.invalid_args)
+        if output.allow_text:
+            if not response.text and response.finish_reason not in (None, "stop", "length", "end_turn"):
+                raise UnexpectedModelBehavior(
+                    f"the model returned an empty response (finish_reason={response.finish_reason!r})")
+            return Done(output.from_text(response.text)) if output.is_text else self._text_output(response)
+        return self._retry_output(None, None, "Respond by calling the final_result tool, not with plain text.")
+
+    def _text_output(self, response: ModelResponse) -> Step:
+        try:
+            return Done(self.cfg.output.from_text(response.text))
+        except (pydantic.ValidationError, ValueError) as exc:
+            return self._retry_output(None, None, f"Your answer did not validate: {exc}")
+
+    def _retry_output(self, name: Optional[str], call_id: Optional[str], message: str) -> Step:
+        self._count_retry(name or "final_result", self.cfg.default_retries)
+        self.state.messages.append(ModelRequest([RetryPromptPart(message, name, call_id)]))
+        return RequestModel()
+
+    def _count_retry(self, name: str, budget: int) -> int:
+        count = self.state.retries.get(name, 0) + 1
+        if count > budget:
+            raise UnexpectedModelBehavior(f"tool {name!r} exceeded its retry budget of {budget}: "
+                                          "the model kept sending invalid calls")
+        self.state.retries[name] = count
+        return count
+
+    # -- tools ------------------------------------------------------------------
+    def _call_tools(self, step: CallTools) -> Step:
+        state, cfg = self.state, self.cfg
+        calls = step.calls
+        state.pending_calls = list(calls)
+        state.done_results = {}
+        for i, call in enumerate(calls):  # handlers see every call before any tool runs
+            self.emit(ToolCallComplete(call.tool_name, call.tool_call_id, dict(call.args)),
+                      wait=i == len(calls) - 1)
+        self.checkpoint()
+        output_call = next((c for c in calls if c.tool_name == cfg.output.tool_name), None)
+        if output_call is not None:
+            return self._finish_with_output_tool(output_call, calls, step.invalid_args)
+        function_calls = [c for c in calls if c.tool_name in cfg.tools]
+        for limits in cfg.limits:
+            bound = limits.tool_calls_limit
+            if bound is not None and state.usage.tool_calls + len(function_calls) > bound:
+                raise UsageLimitExceeded(
+                    f"running {len(function_calls)} more tool call(s) would exceed tool_calls_limit={bound}",
+                    limit="tool_calls_limit", value=state.usage.tool_calls + len(function_calls))
+        results = self._execute_all(calls, step.invalid_args)
+        state.messages.append(ModelRequest(results))
+        state.pending_calls = []
+        state.done_results = {}
+        return RequestModel()
+
+    def _finish_with_output_tool(self, call: ToolCallPart, calls: List[ToolCallPart],
+                                 invalid: Dict[str, str]) -> Step:
+        try:
+            if call.tool_call_id in invalid:
+                raise ValueError(invalid[call.tool_call_id])
+            value = self.cfg.output.from_args(call.args)
+        except (pydantic.ValidationError, ValueError) as exc:
+            self._count_retry(call.tool_name, self.cfg.default_retries)
+            parts: List[Any] = [RetryPromptPart(_error_text(exc), call.tool_name, call.tool_call_id)]
+            parts += [ToolReturnPart(c.tool_name, NOT_RUN_RESULT, c.tool_call_id, is_error=True)
+                      for c in calls if c is not call]
+            self.state.messages.append(ModelRequest(parts))
+            self.state.pending_calls = []
+            return RequestModel()
+        parts = [ToolReturnPart(c.tool_name, "Final result processed." if c is call else NOT_RUN_RESULT,
+                                c.tool_call_id, is_error=c is not call) for c in calls]
+        self.state.messages.append(ModelRequest(parts))
+        self.state.pending_calls = []
+        return Done(value)
+
+    def _execute_all(self, calls: List[ToolCallPart], invalid: Dict[str, str]) -> List[Any]:
+        workers = min(self.cfg.max_tool_workers, len(calls))
+        if workers <= 1:
+            outcomes = []
+            for call in calls:
+                self.checkpoint()
+                outcomes.append(self._execute(call, invalid))
+                self._report(call, outcomes[-1])
+            return [o[0] for o in outcomes]
+        parts: List[Any] = []
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"agentstream-tool-{self.cfg.run_id[:8]}") as pool:
+            futures = [pool.submit(self._execute_if_not_cancelled, call, invalid) for call in calls]
+            try:
+                for call, future in zip(calls, futures):
+                    outcome = future.result()
+                    if outcome is None:
+                        raise CancelledRun()
+                    self._report(call, outcome)
+                    parts.append(outcome[0])
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return parts
+
+    def _execute_if_not_cancelled(self, call: ToolCallPart, invalid: Dict[str, str]) -> Any:
+        if self.cancel.is_set():
+            return None
+        return self._execute(call, invalid)
+
+    def _report(self, call: ToolCallPart, outcome: Any) -> None:
+        part, success, error, result = outcome
+        self.state.done_results[call.tool_call_id] = part
+        if success:
+            self.state.usage.tool_calls += 1
+        self.emit(ToolExecuted(call.tool_name, call.tool_call_id, success, error, result))
+
+    def _execute(self, call: ToolCallPart, invalid: Dict[str, str]) -> Any:
+        """Run one call. Returns (message part, success, error text, result)."""
+        tool = self.cfg.tools.get(call.tool_name)
+        if tool is None:
+            names = ", ".join(sorted(self.cfg.tools)) or "none"
+            error = f"Unknown tool name: {call.tool_name!r}. Available tools: {names}."
+            return ToolReturnPart(call.tool_name, error, call.tool_call_id, is_error=True), False, error, error
+        budget = tool.max_retries if tool.max_retries is not None else self.cfg.default_retries
+        try:
+            if call.tool_call_id in invalid:
+                raise ValueError(invalid[call.tool_call_id])
+            kwargs = tool.schema.validate(call.args)
+        except (pydantic.ValidationError, ValueError) as exc:
+            return self._retry_tool(tool, call, budget, _error_text(exc))
+        ctx = self.ctx(tool_name=tool.name, tool_call_id=call.tool_call_id,
+                       retry=self.state.retries.get(tool.name, 0))
+        try:
+            result = tool.schema.call(ctx, kwargs)
+        except ModelRetry as exc:
+            return self._retry_tool(tool, call, budget, exc.message)
+        except Exception as exc:
+            return self._tool_failed(call, exc)
+        self.state.retries.pop(tool.name, None)
+        return ToolReturnPart(tool.name, result, call.tool_call_id), True, None, result
+
+    def _retry_tool(self, tool: Tool, call: ToolCallPart, budget: int, text: str) -> Any:
+        self._count_retry(tool.name, budget)
+        return RetryPromptPart(text, tool.name, call.tool_call_id), False, text, text
+
+    def _tool_failed(self, call: ToolCallPart, exc: BaseException) -> Any:
+        log.debug("tool %s raised", call.tool_name, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
+        return ToolReturnPart(call.tool_name, f"Error: {error}", call.tool_call_id, is_error=True), False, error, error
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "input": e.get("input")}
+                   for e in exc.errors(include_url=False)]
+        return f"{exc.error_count()} validation error(s): " + json.dumps(details, default=repr)
+    return str(exc)
+
+
+def tool_results_for_cancel(state: RunState) -> List[Any]:
+    """Tool results that close every call of the last response (for Cancelled.messages)."""
+    parts = []
+    for call in state.pending_calls:
+        part = state.done_results.get(call.tool_call_id)
+        parts.append(part if part is not None else
+                     ToolReturnPart(call.tool_name, CANCELLED_RESULT, call.tool_call_id, is_error=True))
+    return parts

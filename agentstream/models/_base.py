@@ -1,0 +1,152 @@
+"""The Model interface, and the neutral stream items every model yields.
+
+A model translates one request into a stream of small neutral items
+(``TextChunk``, ``ThinkingChunk``, ``ToolCallChunk``, ``UsageReport``,
+``FinishReport``, ``ResponseInfo``). ``_accumulate.ResponseBuilder`` alone
+turns them into public events and the final ``ModelResponse``, so every
+provider behaves the same. Models know nothing of threads or queues; they
+get a ``StreamContext`` with the cancel token and a retry callback.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+
+from ..messages import ModelResponse
+from ..settings import ModelSettings
+from ..usage import Usage
+
+__all__ = [
+    "FinishReport", "Model", "ModelRequestParameters", "ResponseInfo", "StreamContext",
+    "StreamItem", "TextChunk", "ThinkingChunk", "ToolCallChunk", "ToolDefinition", "UsageReport",
+]
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool as the model sees it: name, description and JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters_json_schema: Dict[str, Any]
+    is_output: bool = False
+
+
+@dataclass
+class ModelRequestParameters:
+    """Everything of one request besides the messages."""
+
+    tools: List[ToolDefinition] = field(default_factory=list)
+    output_tool: Optional[ToolDefinition] = None
+    allow_text_output: bool = True
+
+    @property
+    def all_tools(self) -> List[ToolDefinition]:
+        return self.tools + ([self.output_tool] if self.output_tool else [])
+
+
+@dataclass
+class StreamContext:
+    """What a model gets from the run besides the request.
+
+    ``cancel``: the run's ``CancelToken`` (``add_callback`` to abort I/O).
+    ``on_retry(attempt, delay, error)``: call before sleeping for a retry.
+    ``output_started()``: True once any item of this response reached the
+    user; from then on a failure must not be retried.
+    """
+
+    cancel: Any
+    on_retry: Callable[[int, float, BaseException], None] = lambda attempt, delay, error: None
+    output_started: Callable[[], bool] = lambda: False
+
+
+# --- neutral stream items ----------------------------------------------------
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+    part_id: Any = "text"
+
+
+@dataclass(frozen=True)
+class ThinkingChunk:
+    text: str = ""
+    part_id: Any = "thinking"
+    signature: Optional[str] = None
+    redacted_data: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ToolCallChunk:
+    """Part of a tool call. ``part_id`` keys the call (index, item id, ...);
+    ``tool_name``/``tool_call_id`` are set from the first non-empty value;
+    ``args`` is a JSON fragment to append, or a whole dict."""
+
+    part_id: Any
+    tool_name: Optional[str] = None
+    tool_call_id: Optional[str] = None
+    args: Union[str, Dict[str, Any], None] = None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """The provider's usage so far for this response (the last one wins)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class FinishReport:
+    """Why the response ended (normalised, or the raw value when unknown)."""
+
+    reason: Optional[str]
+
+
+@dataclass(frozen=True)
+class ResponseInfo:
+    model_name: Optional[str] = None
+    response_id: Optional[str] = None
+
+
+StreamItem = Union[TextChunk, ThinkingChunk, ToolCallChunk, UsageReport, FinishReport, ResponseInfo]
+
+
+class Model(ABC):
+    """A model: turns messages into a stream of neutral items.
+
+    Subclasses implement ``stream``. It must stop promptly when
+    ``ctx.cancel`` is set (checking it between items is enough for offline
+    models; HTTP models also abort the open response through a callback).
+    """
+
+    #: provider name, e.g. "openai"
+    system: str = "unknown"
+    #: context window in tokens, or None when unknown
+    context_window: Optional[int] = None
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The model's name (without the provider prefix)."""
+
+    @abstractmethod
+    def stream(self, messages: List[Any], settings: ModelSettings,
+               params: ModelRequestParameters, ctx: StreamContext) -> Iterator[StreamItem]:
+        """Send one request and yield its items as they arrive."""
+
+    def complete(self, messages: List[Any], settings: ModelSettings,
+                 params: ModelRequestParameters, ctx: StreamContext) -> ModelResponse:
+        """One whole response, not streamed to the user (used by summaries)."""
+        from .._accumulate import ResponseBuilder
+
+        builder = ResponseBuilder(self.model_name)
+        for item in self.stream(messages, settings, params, ctx):
+            builder.feed(item)
+        return builder.build()
+
+    def close(self) -> None:
+        """Release resources (HTTP sessions this model created)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_name!r})"

@@ -1,0 +1,260 @@
+"""AgentStream: the handle of a running agent.
+
+Iterate it (``for event in stream``), or call ``result()``, or ``start()``
+to consume on a background thread. Handlers always run on the thread that
+consumes, one at a time, in event order.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterator, Optional
+
+from ._cancel import CancelToken
+from ._dispatch import Dispatcher
+from ._worker import END, Barrier, RunShared, start_worker
+from .events import Cancelled, Error, Event, RunComplete
+from .exceptions import RunCancelled
+from .result import RunResult
+
+__all__ = ["AgentStream", "CancelToken"]
+
+_TIMEOUT = object()
+
+
+class AgentStream:
+    """A run in progress. Created by ``Agent.run_stream``; don't build it yourself.
+
+    Usage::
+
+        with agent.run_stream("Weather in Paris?", on_text=print) as stream:
+            result = stream.result()
+    """
+
+    def __init__(self, shared: RunShared, dispatcher: Dispatcher, unlink: Callable[[], None]) -> None:
+        self._shared = shared
+        self._dispatch = dispatcher
+        self._unlink = unlink
+        self._lock = threading.Lock()
+        self._iterating = False
+        self._finished = False
+        self._handler_error: Optional[BaseException] = None
+        self._background: Optional[threading.Thread] = None
+        self._thread = start_worker(shared)
+        self._finalizer = weakref.finalize(self, _on_drop, shared, unlink)
+
+    # -- public properties --------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self._shared.cfg.run_id
+
+    @property
+    def text(self) -> str:
+        """All answer text of the run so far (every step)."""
+        return "".join(self._shared.state.text_chunks)
+
+    @property
+    def thinking(self) -> str:
+        return "".join(self._shared.state.thinking_chunks)
+
+    @property
+    def done(self) -> bool:
+        """True once the worker has finished (its terminal event may still be queued)."""
+        return self._shared.done.is_set()
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        return self._shared.cancel
+
+    def cancel(self) -> None:
+        """Stop the run from any thread; the open HTTP response is aborted at once."""
+        self._shared.cancel.set()
+
+    # -- consuming ------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Event]:
+        with self._lock:
+            if self._iterating or self._background is not None:
+                raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
+            self._iterating = True
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Event]:
+        while True:
+            try:
+                event = self._next()
+            except KeyboardInterrupt:
+                self._cancel_and_drain()
+                raise
+            if event is None:
+                return
+            yield event
+            if isinstance(event, (Error, Cancelled)):
+                raise self._run_error()
+
+    def _next(self, timeout: Optional[float] = None) -> Any:
+        """The next event after its handlers ran; None at the end; _TIMEOUT."""
+        if self._finished:
+            return None
+        get = self._shared.queue.get
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                item = get(timeout=0.1)
+            except queue.Empty:
+                if self._shared.done.is_set() and self._shared.queue.empty() and self._shared.abandoned:
+                    self._finished = True
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return _TIMEOUT
+                continue
+            if item is END:
+                self._finish()
+                return None
+            if type(item) is Barrier:
+                item.handled.set()
+                continue
+            if not self._dispatch.empty and self._handler_error is None:
+                try:
+                    self._dispatch(item)
+                except BaseException as exc:
+                    self._handler_error = exc
+                    self.cancel()
+                    raise
+            return item
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._thread.join(5.0)
+        self._unlink()
+
+    def _cancel_and_drain(self, timeout: float = 5.0) -> None:
+        """Cancel, then consume (and dispatch) until the terminal event."""
+        self.cancel()
+        deadline = time.monotonic() + timeout
+        while not self._finished and time.monotonic() < deadline:
+            try:
+                if self._next(timeout=max(0.0, deadline - time.monotonic())) in (None, _TIMEOUT):
+                    break
+            except Exception:  # a handler failing while we drain: keep draining
+                self._handler_error = None
+
+    def _run_error(self) -> BaseException:
+        if self._handler_error is not None:
+            return self._handler_error
+        error = self._shared.error
+        return error if error is not None else RunCancelled("run ended without a result")
+
+    def result(self, timeout: Optional[float] = None) -> RunResult:
+        """Consume the rest (calling handlers) and return the result.
+
+        Raises the run's error (``RunCancelled`` after a cancel, or the
+        exception a handler raised). ``timeout`` (seconds) raises
+        ``TimeoutError`` if the run has not finished by then; the run goes on.
+        """
+        if self._background is not None:
+            self._background.join(timeout)
+            if self._background.is_alive():
+                raise TimeoutError(f"run {self.run_id} not finished after {timeout} s")
+        else:
+            with self._lock:
+                self._iterating = True
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                while not self._finished:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if self._next(remaining) is _TIMEOUT:
+                        raise TimeoutError(f"run {self.run_id} not finished after {timeout} s")
+            except KeyboardInterrupt:
+                self._cancel_and_drain()
+                raise
+        return self._outcome()
+
+    def _outcome(self) -> RunResult:
+        if self._handler_error is not None:
+            raise self._handler_error
+        shared = self._shared
+        if not isinstance(shared.terminal, RunComplete):
+            raise self._run_error()
+        state = shared.state
+        return RunResult(shared.output, list(state.messages), state.usage.copy(), self.run_id, state.new_from)
+
+    def start(self) -> "AgentStream":
+        """Consume on a background thread (handlers run there); returns at once."""
+        with self._lock:
+            if self._iterating or self._background is not None:
+                raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
+            self._background = threading.Thread(target=self._consume_quietly, daemon=True,
+                                                 name=f"agentstream-dispatch-{self.run_id[:8]}")
+        self._background.start()
+        return self
+
+    def _consume_quietly(self) -> None:
+        try:
+            while not self._finished:
+                self._next()
+        except BaseException:  # the handler error is kept and raised by result()
+            self._cancel_and_drain()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the run has ended; True if it has."""
+        return self._shared.done.wait(timeout)
+
+    # -- context manager ---------------------------------------------------------------
+    def __enter__(self) -> "AgentStream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel if still running, consume what is left and wait for the worker."""
+        if self._background is not None:
+            if self._background.is_alive():
+                self.cancel()
+                self._background.join(5.0)
+            return
+        if not self._finished:
+            self._cancel_and_drain()
+        self._thread.join(5.0)
+
+    # -- web -----------------------------------------------------------------------------
+    def iter_sse(self, heartbeat: float = 15.0) -> Iterator[bytes]:
+        """The events as ``text/event-stream`` bytes; closing the generator cancels the run."""
+        with self._lock:
+            if self._iterating or self._background is not None:
+                raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
+            self._iterating = True
+        try:
+            while True:
+                try:
+                    event = self._next(timeout=heartbeat)
+                except Exception as exc:  # a handler failed: tell the client, then stop
+                    yield _sse_frame("error", {"kind": "error", "message": str(exc)})
+                    return
+                if event is None:
+                    return
+                if event is _TIMEOUT:
+                    yield b": heartbeat\n\n"
+                    continue
+                yield _sse_frame(event.kind, event.to_dict())
+        finally:
+            if not self._finished:
+                self._cancel_and_drain()
+
+    def __repr__(self) -> str:
+        status = "done" if self.done else ("cancelling" if self._shared.cancel.is_set() else "running")
+        return f"<AgentStream run_id={self.run_id!r} {status}>"
+
+
+def _sse_frame(kind: str, data: Any) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode("utf-8")
+
+
+def _on_drop(shared: RunShared, unlink: Callable[[], None]) -> None:
+    if not shared.done.is_set():
+        shared.abandon()
+    unlink()
+
