@@ -133,7 +133,7 @@ def function_schema(
         raise ToolDefinitionError(f"tool {function!r} has no __name__; pass name=...")
     if not _NAME_RE.match(fname):
         raise ToolDefinitionError(
-            f"tool name {fname!r} is invalid: it must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'"
+            f"tool name {fname!r} is invalid: it must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-' (pass name=...)"
         )
     if (
         inspect.iscoroutinefunction(function)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import pathlib
@@ -394,3 +395,10 @@ def test_callable_object_and_missing_annotation():
     assert fs.json_schema["properties"]["n"] == {}  # no annotation: any value
     assert fs.validate({"n": [1], "k": "2"}) == {"n": [1], "k": 2}
     assert fs.call(None, {"n": 1, "k": 2}) == 3
+
+
+def test_partial_uses_wrapped_function_hints_and_docs():
+    fs = function_schema(functools.partial(get_weather, unit="f"), name="weather_f")
+    assert fs.description == "Get the weather for a city."
+    assert fs.json_schema["properties"]["city"]["description"] == "The city name."
+    assert fs.call(None, fs.validate({"city": "Oslo"})) == "Oslo/f/None"

@@ -84,7 +84,7 @@ def generate_args(schema: Dict[str, Any], defs: Optional[Dict[str, Any]] = None)
         if key in schema:
             options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
             return generate_args(options[0], defs)
-    kind = schema.get("type", "object")
+    kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object":
