@@ -149,7 +149,7 @@ class AgentLoop:
         if not has_system:
             parts += [SystemPromptPart(text) for text in cfg.system_prompts]
             for fn in cfg.dynamic_prompts:
-                text = fn(self.ctx()) if getattr(fn, "_takes_ctx", True) else fn()
+                text = fn(self.ctx())
                 if text:
                     parts.append(SystemPromptPart(str(text)))
         if cfg.prompt is not None:
@@ -180,16 +180,22 @@ class AgentLoop:
             cancel=self.cancel,
             on_retry=lambda attempt, delay, error: emit(Retrying(attempt, delay, error)),
             output_started=lambda: builder.emitted > 0)
-        for item in cfg.model.stream(state.messages, cfg.settings, params, stream_ctx):
-            for event in feed(item):
-                kind = event.kind
-                if kind == "text_delta":
-                    text_chunks.append(event.text)
-                elif kind == "thinking_delta":
-                    thinking_chunks.append(event.text)
-                emit(event)
-            if is_set():
-                raise CancelledRun()
+        items = cfg.model.stream(state.messages, cfg.settings, params, stream_ctx)
+        try:
+            for item in items:
+                for event in feed(item):
+                    kind = event.kind
+                    if kind == "text_delta":
+                        text_chunks.append(event.text)
+                    elif kind == "thinking_delta":
+                        thinking_chunks.append(event.text)
+                    emit(event)
+                if is_set():
+                    raise CancelledRun()
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's finally closes its HTTP response now, not at GC
         self.checkpoint()
 
         response = builder.build()
@@ -372,11 +378,7 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def tool_results_for_cancel(state: RunState) -> List[Any]:
-    """Tool results that close every call of the last response (for Cancelled.messages)."""
-    parts = []
-    for call in state.pending_calls:
-        part = state.done_results.get(call.tool_call_id)
-        parts.append(part if part is not None else
-                     ToolReturnPart(call.tool_name, CANCELLED_RESULT, call.tool_call_id, is_error=True))
-    return parts
+def close_calls(calls: List[ToolCallPart], done: Dict[str, Any]) -> List[Any]:
+    """A result for every call: the real one if the tool ran, else a "cancelled" error result."""
+    return [done.get(c.tool_call_id) or ToolReturnPart(c.tool_name, CANCELLED_RESULT, c.tool_call_id, is_error=True)
+            for c in calls]

@@ -15,10 +15,10 @@ import threading
 from typing import Any, List, Optional
 
 from ._cancel import CancelToken
-from ._loop import AgentLoop, CancelledRun, RunConfig, RunState, tool_results_for_cancel
+from ._loop import AgentLoop, CancelledRun, RunConfig, RunState, close_calls
 from .events import Cancelled, Error, RunComplete
 from .exceptions import RunCancelled
-from .messages import ModelRequest, ToolCallPart
+from .messages import ModelRequest
 from .usage import Usage
 
 log = logging.getLogger("agentstream")
@@ -118,16 +118,15 @@ def history_so_far(state: RunState) -> List[Any]:
     """The history at a cancel or error, valid to send again: the partial
     response kept, and every tool call that did not run answered."""
     messages = list(state.messages)
-    builder = state.builder
-    if builder is not None:
-        partial = builder.build(partial=True)
+    calls, done = state.pending_calls, state.done_results
+    if state.builder is not None:
+        partial = state.builder.build(partial=True)
         if partial.parts:
             partial.finish_reason = "cancelled"
             messages.append(partial)
-            state.pending_calls = [p for p in partial.parts if isinstance(p, ToolCallPart)]
-            state.done_results = {}
-    if state.pending_calls:
-        messages.append(ModelRequest(tool_results_for_cancel(state)))
+            calls, done = partial.tool_calls, {}
+    if calls:
+        messages.append(ModelRequest(close_calls(calls, done)))
     return messages
 
 

@@ -104,9 +104,6 @@ class AgentStream:
             try:
                 item = get(timeout=0.1)
             except queue.Empty:
-                if self._shared.done.is_set() and self._shared.queue.empty() and self._shared.abandoned:
-                    self._finished = True
-                    return None
                 if deadline is not None and time.monotonic() >= deadline:
                     return _TIMEOUT
                 continue
@@ -199,7 +196,9 @@ class AgentStream:
             self._cancel_and_drain()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the run has ended; True if it has."""
+        """Wait until the worker has ended; True if it has. This does not consume:
+        a run whose queue is full, or that waits for ``on_tool_call`` handlers,
+        ends only when something consumes it (iteration, ``result()``, ``start()``)."""
         return self._shared.done.wait(timeout)
 
     # -- context manager ---------------------------------------------------------------

@@ -1,20 +1,125 @@
-"""Model strings: ``"provider:model"`` -> a Model (placeholder until the HTTP providers land)."""
+"""Model strings: ``"provider:model"`` -> a Model, from one table of providers.
+
+``PROVIDERS`` (also exported as ``KNOWN_PREFIXES``) maps each prefix to a
+``Provider`` record: which model class serves it, its default base URL, and
+the environment variables for its key and base URL. ``agentstream models``
+and the README table read the same data. An unknown prefix is an error that
+lists the known ones.
+
+Imports the model classes lazily (they import ``requests``).
+"""
 from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
 
 from ..exceptions import UserError
 from ._base import Model
 
-KNOWN_PREFIXES = {"test": "offline TestModel (no network)"}
+__all__ = ["KNOWN_PREFIXES", "PROVIDERS", "Provider", "model_from_string", "provider_info"]
 
 
-def model_from_string(spec: str) -> Model:
-    prefix, sep, name = spec.partition(":")
-    if not sep or not name:
-        raise UserError(f"model string {spec!r} must look like 'provider:model'; known providers: "
-                        f"{', '.join(sorted(KNOWN_PREFIXES))}")
+@dataclass(frozen=True)
+class Provider:
+    """One model-string prefix.
+
+    ``api`` is the wire format: ``"openai-chat"``, ``"anthropic"`` or
+    ``"offline"``. ``base_url`` is the default (overridden by the
+    ``base_url_env`` variable, then by an explicit ``base_url=``).
+    ``key_required``: construction fails without a key. ``stream_usage``:
+    send ``stream_options: {"include_usage": true}`` (gotcha #18).
+    """
+
+    prefix: str
+    description: str
+    api: str
+    base_url: Optional[str] = None
+    key_env: Optional[str] = None
+    base_url_env: Optional[str] = None
+    key_required: bool = False
+    stream_usage: bool = True
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def resolve_base_url(self, explicit: Optional[str] = None) -> Optional[str]:
+        """The explicit value, else the environment variable, else the default."""
+        if explicit:
+            return explicit
+        if self.base_url_env and os.environ.get(self.base_url_env):
+            return os.environ[self.base_url_env]
+        return self.base_url
+
+
+def _p(prefix: str, description: str, api: str, base_url: Optional[str], key_env: Optional[str],
+       base_url_env: Optional[str], key_required: bool, stream_usage: bool = True) -> Provider:
+    return Provider(prefix, description, api, base_url, key_env, base_url_env, key_required, stream_usage)
+
+
+PROVIDERS: Dict[str, Provider] = {p.prefix: p for p in (
+    _p("openai", "OpenAI Chat Completions", "openai-chat",
+       "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", True),
+    _p("anthropic", "Anthropic Messages", "anthropic",
+       "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", True),
+    _p("ollama", "Ollama (OpenAI-compatible /v1)", "openai-chat",
+       "http://localhost:11434/v1", None, "OLLAMA_BASE_URL", False),
+    _p("vllm", "vLLM OpenAI-compatible server", "openai-chat",
+       "http://localhost:8000/v1", "VLLM_API_KEY", "VLLM_BASE_URL", False),
+    _p("lmstudio", "LM Studio local server", "openai-chat",
+       "http://localhost:1234/v1", None, "LMSTUDIO_BASE_URL", False),
+    _p("llamacpp", "llama.cpp server", "openai-chat",
+       "http://localhost:8080/v1", None, "LLAMACPP_BASE_URL", False),
+    _p("openrouter", "OpenRouter", "openai-chat",
+       "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", None, True),
+    _p("groq", "Groq", "openai-chat",
+       "https://api.groq.com/openai/v1", "GROQ_API_KEY", None, True),
+    _p("deepseek", "DeepSeek", "openai-chat",
+       "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", None, True),
+    _p("together", "Together AI", "openai-chat",
+       "https://api.together.xyz/v1", "TOGETHER_API_KEY", None, True),
+    _p("test", "offline TestModel (no network)", "offline", None, None, None, False),
+)}
+
+#: prefix -> Provider (description, base_url, key_env, ...): the table behind ``agentstream models``.
+KNOWN_PREFIXES = PROVIDERS
+
+
+def provider_info(prefix: str) -> Optional[Provider]:
+    """The table entry for a prefix, or None."""
+    return PROVIDERS.get(prefix)
+
+
+def _known() -> str:
+    return ", ".join(f"{name}:" for name in PROVIDERS)
+
+
+def model_from_string(spec: str, **kwargs: Any) -> Model:
+    """A Model for ``"provider:model"``; extra keyword arguments go to the model class.
+
+    Raises:
+        UserError: unknown prefix, missing model name, or a missing API key.
+    """
+    if not isinstance(spec, str):
+        raise UserError(f"model must be a 'provider:model' string, got {type(spec).__name__}")
+    prefix, sep, name = spec.strip().partition(":")
+    prefix = prefix.strip().lower()
     if prefix == "test":
         from .test import TestModel
 
-        return TestModel()
-    raise UserError(f"unknown model provider {prefix!r} in {spec!r}; known providers: "
-                    f"{', '.join(sorted(KNOWN_PREFIXES))}")
+        return TestModel(**kwargs)
+    provider = PROVIDERS.get(prefix)
+    if provider is None:
+        hint = "" if sep else " (a model string looks like 'provider:model')"
+        raise UserError(f"unknown model provider {prefix!r} in {spec!r}{hint}; known prefixes: {_known()}")
+    name = name.strip()
+    if not name:
+        raise UserError(f"model string {spec!r} has no model name after {prefix + ':'!r}, "
+                        f"e.g. '{prefix}:<model>'")
+    if provider.api == "anthropic":
+        from .anthropic import AnthropicModel
+
+        return AnthropicModel(name, **kwargs)
+    from .openai_chat import OpenAIChatModel
+
+    return OpenAIChatModel(name, provider=prefix, **kwargs)

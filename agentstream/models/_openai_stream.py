@@ -1,0 +1,268 @@
+"""OpenAI Chat Completions stream -> neutral stream items (pure; no I/O).
+
+One ``OpenAIChatTranslator`` per response. It takes ``ServerSentEvent``s and
+returns ``TextChunk``/``ThinkingChunk``/``ToolCallChunk``/``UsageReport``/
+``FinishReport``/``ResponseInfo`` items; ``_accumulate.ResponseBuilder``
+does the rest. It copes with the compatible servers' variations
+(``notes/streaming-gotchas.md``):
+
+* #10 chunks with ``choices: []`` or no choices at all; only choice 0 is read.
+* #11 tool-call id/name repeated or blanked: passed on as is, the builder
+  keeps the first non-empty value.
+* #12/#13 ``index`` missing (-> position in the delta list) or every call at
+  index 0: a NEW non-empty id at a known index starts a new call.
+* #14 arguments ``""``/``null``/absent/whole dict; #15 whole calls and
+  arguments in the finish chunk (items of a chunk come before its finish).
+* #16 finish_reason: last non-empty wins, unknown values kept raw.
+* #17 usage: every usage object is reported, the builder keeps the last;
+  Groq's ``x_groq.usage`` too.
+* #19 ``reasoning_content`` / ``reasoning`` / ``reasoning_details``, once.
+* #20 ``{"error": ...}`` inside the stream -> ``ModelStreamError``.
+* #29 unknown fields ignored.
+Plus Mistral's content lists (``[{"type": "thinking", ...}]``) and
+``<think>...</think>`` at the start of the content (DeepSeek-R1 distills).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+from .._sse import ServerSentEvent
+from ..exceptions import ModelStreamError
+from ..usage import Usage
+from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
+                    UsageReport)
+
+__all__ = ["OpenAIChatTranslator", "map_finish_reason", "usage_from_openai"]
+
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
+           "content_filter": "content_filter", "error": "error", "end_turn": "stop", "eos": "stop",
+           "max_tokens": "length"}
+_OPEN, _CLOSE = "<think>", "</think>"
+
+
+def map_finish_reason(reason: Any) -> Optional[str]:
+    """Normalise a finish_reason; ``""``/None -> None; unknown values are kept raw."""
+    if not isinstance(reason, str) or not reason:
+        return None
+    return _FINISH.get(reason, reason)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_openai(raw: Dict[str, Any]) -> Usage:
+    """``prompt_tokens``/``completion_tokens`` (+ details) -> ``Usage``."""
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
+    details: Dict[str, int] = {}
+    for source in (prompt, completion):
+        if isinstance(source, dict):
+            for key, value in source.items():
+                if _int(value) and key not in ("cached_tokens", "cache_write_tokens"):
+                    details[key] = value
+    if _int(raw.get("prompt_cache_miss_tokens")):
+        details["prompt_cache_miss_tokens"] = raw["prompt_cache_miss_tokens"]
+    cache_read = _int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0
+    cache_read = cache_read or _int(raw.get("prompt_cache_hit_tokens"))
+    cache_write = _int(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0
+    return Usage(input_tokens=_int(raw.get("prompt_tokens")), output_tokens=_int(raw.get("completion_tokens")),
+                 cache_read_tokens=cache_read, cache_write_tokens=cache_write, details=details)
+
+
+def stream_error(error: Any, line: str, where: str = "stream") -> ModelStreamError:
+    """A ``ModelStreamError`` from an ``{"error": ...}`` payload (OpenAI / compatible shape)."""
+    if isinstance(error, dict):
+        message = error.get("message") or json.dumps(error)[:300]
+        etype = error.get("type") or error.get("code")
+        status = next((v for v in (error.get("status_code"), error.get("status"), error.get("code"))
+                       if isinstance(v, int) and not isinstance(v, bool)), None)
+    else:
+        message, etype, status = str(error), None, None
+    return ModelStreamError(f"error inside the model {where}: {message}", line=line,
+                            error_type=str(etype) if etype is not None else None, status=status)
+
+
+class _ThinkTags:
+    """Splits ``<think>...</think>`` off the start of the content (tags may straddle deltas)."""
+
+    def __init__(self) -> None:
+        self.state = "start"      # start -> thinking -> after (strip leading space) -> text
+        self.pending = ""
+
+    def feed(self, text: str) -> List[StreamItem]:
+        out: List[StreamItem] = []
+        self.pending += text
+        while self.pending:
+            buf = self.pending
+            if self.state == "start":
+                stripped = buf.lstrip()
+                if stripped.startswith(_OPEN):
+                    self.pending, self.state = stripped[len(_OPEN):], "thinking"
+                elif _OPEN.startswith(stripped):
+                    return out  # blank, or could still become "<think>"
+                else:
+                    self.state = "text"
+            elif self.state == "thinking":
+                end = buf.find(_CLOSE)
+                if end >= 0:
+                    if end:
+                        out.append(ThinkingChunk(buf[:end]))
+                    self.pending, self.state = buf[end + len(_CLOSE):], "after"
+                    continue
+                keep = next((n for n in range(len(_CLOSE) - 1, 0, -1) if buf.endswith(_CLOSE[:n])), 0)
+                if len(buf) > keep:
+                    out.append(ThinkingChunk(buf[:len(buf) - keep]))
+                self.pending = buf[len(buf) - keep:]
+                return out
+            elif self.state == "after":
+                self.pending = buf.lstrip()
+                if self.pending:
+                    self.state = "text"
+            else:
+                out.append(TextChunk(buf))
+                self.pending = ""
+        return out
+
+    def flush(self) -> List[StreamItem]:
+        buf, self.pending = self.pending, ""
+        if not buf:
+            return []
+        return [ThinkingChunk(buf)] if self.state == "thinking" else [TextChunk(buf)]
+
+
+class OpenAIChatTranslator:
+    """Translates one Chat Completions stream (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._done = False
+        self._finished = False          # a finish_reason was seen
+        self._model: Optional[str] = None
+        self._id: Optional[str] = None
+        self._slots: Dict[int, List[Any]] = {}   # tool index -> [part_id, call id]
+        self._calls = 0
+        self._think = _ThinkTags()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def translate(self, event: ServerSentEvent) -> List[StreamItem]:
+        data = event.data.strip()
+        if self._done or not data:
+            return []
+        if data == "[DONE]":
+            self._done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            if event.stray:
+                raise ModelStreamError(f"unexpected non-SSE line in the stream: {data[:200]}", line=data) from None
+            raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
+        if not isinstance(chunk, dict):
+            raise ModelStreamError(f"unexpected stream chunk: {data[:200]}", line=data)
+        if chunk.get("error"):  # gotcha #20 (also `event: error` and stray JSON lines)
+            raise stream_error(chunk["error"], data)
+        if event.stray:
+            raise ModelStreamError(f"unexpected non-SSE line in the stream: {data[:200]}", line=data)
+        items: List[StreamItem] = []
+        self._info(chunk, items)
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():   # gotcha #10
+            if isinstance(choice, dict) and choice.get("index", 0) in (0, None):
+                self._choice(choice, items)
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict):
+            x_groq = chunk.get("x_groq")
+            usage = x_groq.get("usage") if isinstance(x_groq, dict) else None
+        if isinstance(usage, dict):   # gotcha #17: report each, the builder keeps the last
+            items.append(UsageReport(usage_from_openai(usage)))
+        return items
+
+    def finish(self) -> List[StreamItem]:
+        items = self._think.flush()
+        if not self._done and not self._finished:
+            raise ModelStreamError("the stream ended before [DONE] or a finish_reason: the response was cut off")
+        return items
+
+    # -- pieces -----------------------------------------------------------------
+    def _info(self, chunk: Dict[str, Any], items: List[StreamItem]) -> None:
+        model, rid = chunk.get("model"), chunk.get("id")
+        model = model if isinstance(model, str) and model and not self._model else None
+        rid = rid if isinstance(rid, str) and rid and not self._id else None
+        if model or rid:
+            self._model = self._model or model
+            self._id = self._id or rid
+            items.append(ResponseInfo(model, rid))
+
+    def _choice(self, choice: Dict[str, Any], items: List[StreamItem]) -> None:
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        self._reasoning(delta, items)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            items.extend(self._think.feed(content))
+        elif isinstance(content, list):   # Mistral: list of typed chunks
+            self._content_list(content, items)
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            items.append(TextChunk(refusal))
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            for position, call in enumerate(calls):
+                if isinstance(call, dict):
+                    items.append(self._tool_call(position, call))
+        elif isinstance(delta.get("function_call"), dict):  # legacy single function call
+            items.append(self._tool_call(0, {"function": delta["function_call"]}))
+        reason = map_finish_reason(choice.get("finish_reason"))
+        if reason:   # after every delta of the chunk (gotcha #15)
+            self._finished = True
+            items.append(FinishReport(reason))
+
+    def _reasoning(self, delta: Dict[str, Any], items: List[StreamItem]) -> None:
+        text = next((v for v in (delta.get("reasoning_content"), delta.get("reasoning"))
+                     if isinstance(v, str) and v), None)   # gotcha #19: both present -> once
+        if text is None and isinstance(delta.get("reasoning_details"), list):
+            text = "".join(d.get("text") or d.get("summary") or "" for d in delta["reasoning_details"]
+                           if isinstance(d, dict) and d.get("type") in ("reasoning.text", "reasoning.summary")
+                           and isinstance(d.get("text") or d.get("summary") or "", str))
+        if text:
+            items.append(ThinkingChunk(text))
+
+    def _content_list(self, content: List[Any], items: List[StreamItem]) -> None:
+        for piece in content:
+            if isinstance(piece, str):
+                items.extend(self._think.feed(piece))
+            elif not isinstance(piece, dict):
+                continue
+            elif piece.get("type") == "text" and isinstance(piece.get("text"), str):
+                items.extend(self._think.feed(piece["text"]))
+            elif piece.get("type") == "thinking":
+                inner = piece.get("thinking")
+                inner = inner if isinstance(inner, list) else [inner]
+                text = "".join(i if isinstance(i, str) else (i.get("text") or "") if isinstance(i, dict) else ""
+                               for i in inner)
+                if text:
+                    items.append(ThinkingChunk(text))
+
+    def _tool_call(self, position: int, call: Dict[str, Any]) -> ToolCallChunk:
+        index = call.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = position                                   # gotcha #12
+        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        slot = self._slots.get(index)
+        if slot is None or (call_id and slot[1] and call_id != slot[1]):   # gotcha #12/#13
+            slot = self._slots[index] = [("tool", self._calls), call_id]
+            self._calls += 1
+        elif call_id and not slot[1]:
+            slot[1] = call_id
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        name = function.get("name") if isinstance(function.get("name"), str) and function.get("name") else None
+        args = function.get("arguments")
+        if not isinstance(args, (str, dict)) or args == "":    # gotcha #14
+            args = None
+        return ToolCallChunk(slot[0], name, call_id, args)
