@@ -182,16 +182,18 @@ class AgentLoop:
             output_started=lambda: builder.emitted > 0)
         items = cfg.model.stream(state.messages, cfg.settings, params, stream_ctx)
         try:
-            for item in items:
-                for event in feed(item):
-                    kind = event.kind
-                    if kind == "text_delta":
-                        text_chunks.append(event.text)
-                    elif kind == "thinking_delta":
-                        thinking_chunks.append(event.text)
-                    emit(event)
+            for item in items:  # an item, or a list of the items of one network read
                 if is_set():
                     raise CancelledRun()
+                batch = feed(item) if type(item) is not list else [e for it in item for e in feed(it)]
+                if batch:
+                    for event in batch:
+                        kind = event.kind
+                        if kind == "text_delta":
+                            text_chunks.append(event.text)
+                        elif kind == "thinking_delta":
+                            thinking_chunks.append(event.text)
+                    emit(batch[0] if len(batch) == 1 else batch)  # one queue hand-off per read
         finally:
             close = getattr(items, "close", None)
             if close is not None:

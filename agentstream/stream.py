@@ -7,11 +7,12 @@ consumes, one at a time, in event order.
 from __future__ import annotations
 
 import json
+from collections import deque
 import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Deque, Iterator, Optional
 
 from ._cancel import CancelToken
 from ._dispatch import Dispatcher
@@ -42,6 +43,7 @@ class AgentStream:
         self._iterating = False
         self._finished = False
         self._handler_error: Optional[BaseException] = None
+        self._pending: Deque[Any] = deque()
         self._background: Optional[threading.Thread] = None
         self._thread = start_worker(shared)
         self._finalizer = weakref.finalize(self, _on_drop, shared, unlink)
@@ -96,6 +98,8 @@ class AgentStream:
 
     def _next(self, timeout: Optional[float] = None) -> Any:
         """The next event after its handlers ran; None at the end; _TIMEOUT."""
+        if self._pending:
+            return self._deliver(self._pending.popleft())
         if self._finished:
             return None
         get = self._shared.queue.get
@@ -113,14 +117,20 @@ class AgentStream:
             if type(item) is Barrier:
                 item.handled.set()
                 continue
-            if not self._dispatch.empty and self._handler_error is None:
-                try:
-                    self._dispatch(item)
-                except BaseException as exc:
-                    self._handler_error = exc
-                    self.cancel()
-                    raise
-            return item
+            if type(item) is list:  # a batch: the events of one network read
+                self._pending.extend(item)
+                item = self._pending.popleft()
+            return self._deliver(item)
+
+    def _deliver(self, event: Any) -> Any:
+        if not self._dispatch.empty and self._handler_error is None:
+            try:
+                self._dispatch(event)
+            except BaseException as exc:
+                self._handler_error = exc
+                self.cancel()
+                raise
+        return event
 
     def _finish(self) -> None:
         self._finished = True
@@ -219,7 +229,14 @@ class AgentStream:
             self._cancel_and_drain()
         self._thread.join(5.0)
 
-    # -- web -----------------------------------------------------------------------------
+    # -- notebook and web -------------------------------------------------------------------------------
+    def display(self, **kwargs: Any) -> Any:
+        """Render the run live in the Jupyter cell that calls this, with a Stop button
+        (see ``agentstream.notebook.show``); returns at once."""
+        from .notebook import show
+
+        return show(self, **kwargs)
+
     def iter_sse(self, heartbeat: float = 15.0) -> Iterator[bytes]:
         """The events as ``text/event-stream`` bytes; closing the generator cancels the run."""
         with self._lock:

@@ -329,3 +329,25 @@ def test_no_thread_left_after_100_runs():
         assert agent.run("x").output == "ok"
     assert wait_no_agentstream_threads() == []
     assert threading.active_count() <= before
+
+
+def test_batched_items_from_one_read_are_delivered_in_order(no_thread_leak):
+    from agentstream.models import TextChunk
+
+    def fn(messages, info):
+        yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
+        yield "d"
+
+    from agentstream.models._base import StreamContext  # noqa: F401
+
+    class Batching(FunctionModel):
+        def stream(self, messages, settings, params, ctx):
+            yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
+            yield TextChunk("d")
+
+    seen = []
+    stream = Agent(Batching(fn)).run_stream("x", on_text=seen.append)
+    got = list(stream)
+    assert seen == ["a", "b", "c", "d"]
+    assert [e.text for e in got if e.kind == "text_delta"] == ["a", "b", "c", "d"]
+    assert stream.result().output == "abcd"

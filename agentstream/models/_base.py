@@ -133,7 +133,11 @@ class Model(ABC):
     @abstractmethod
     def stream(self, messages: List[Any], settings: ModelSettings,
                params: ModelRequestParameters, ctx: StreamContext) -> Iterator[StreamItem]:
-        """Send one request and yield its items as they arrive."""
+        """Send one request and yield its items as they arrive.
+
+        May yield a ``list`` of items instead of one item: all the items
+        decoded from one network read, handed to the consumer at once.
+        """
 
     def complete(self, messages: List[Any], settings: ModelSettings,
                  params: ModelRequestParameters, ctx: StreamContext) -> ModelResponse:
@@ -142,7 +146,8 @@ class Model(ABC):
 
         builder = ResponseBuilder(self.model_name)
         for item in self.stream(messages, settings, params, ctx):
-            builder.feed(item)
+            for one in (item if type(item) is list else (item,)):
+                builder.feed(one)
         return builder.build()
 
     def close(self) -> None:

@@ -92,6 +92,8 @@ class FunctionModel(Model):
                 elif isinstance(item, FinishReport):
                     finished = True
                 yield item
+        if ctx.cancel.is_set():
+            return
         if not finished:
             yield FinishReport("tool_calls" if calls else "stop")
         if usage is None:
