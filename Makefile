@@ -25,3 +25,27 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Benchmarks (bench/; see docs/performance.rst). They need the bench extra (openai, pydantic-ai).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) setup.cfg setup.py
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m bench --quick --ci
+
+# Documentation (docs/): Sphinx with -W, every warning is an error.
+DOCS_STAMP := $(VENV)/.docs-installed
+.PHONY: docs
+
+$(DOCS_STAMP): $(STAMP) setup.cfg setup.py
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html

@@ -1,18 +1,357 @@
-"""The ``agentstream`` command: ``demo`` streams a real agent run to the terminal."""
+"""The ``agentstream`` command: ``run``, ``models`` and ``demo``.
+
+``run`` streams one agent run to the terminal (or one JSON event per line
+with ``--json``). The first Ctrl-C cancels the run and keeps what arrived;
+a second one quits at once. Without ``--model`` the model is chosen by
+``detect_model()``: ``AGENTSTREAM_MODEL``, then an API key in the
+environment, then a local OpenAI-compatible server, else offline.
+
+Imports only the public package and ``models``; never imported by it.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
+import signal
 import sys
-from typing import Any, List, Optional
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
 
 from .agent import Agent
-from .exceptions import RunCancelled
-from .models import TestModel
+from .exceptions import AgentStreamError, RunCancelled, UserError
+from .messages import ToolReturnPart
+from .models import FunctionModel, Model, TestModel, ThinkingChunk, ToolCallChunk
+from .models.test import generate_args
+
+__all__ = ["detect_model", "main", "probe_local_servers"]
+
+PROBE_TIMEOUT = 0.3
+CANCEL_GRACE = 5.0  # seconds a cancelled run may take to stop before the CLI quits anyway
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_MODELS = (("OPENAI_API_KEY", "openai:gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic:claude-haiku-4-5"))
+DEMO_PROMPT = "What's the weather in Paris, and what is 2 + 3? Use the tools."
+DEMO_SYSTEM = "You are a helpful, terse assistant. Use the tools when they help."
 
 
-def _demo_tools() -> List[Any]:
+# -- the provider table (defensive: values may be plain strings or richer records) -------------------
+def _providers() -> Dict[str, Any]:
+    from .models._registry import KNOWN_PREFIXES
+
+    return dict(KNOWN_PREFIXES)
+
+
+def _field(info: Any, name: str) -> Any:
+    if isinstance(info, str):
+        return info if name == "description" else None
+    if isinstance(info, dict):
+        return info.get(name)
+    return getattr(info, name, None)
+
+
+def _base_url(info: Any) -> Optional[str]:
+    resolve = getattr(info, "resolve_base_url", None)
+    if callable(resolve):
+        return resolve()
+    env = _field(info, "base_url_env")
+    return (os.environ.get(env) if env else None) or _field(info, "base_url")
+
+
+# -- choosing a model ------------------------------------------------------------------------------
+def _local_candidates() -> List[Tuple[str, str]]:
+    """(prefix, base URL) of the keyless OpenAI-compatible servers on this machine."""
+    found = []
+    for prefix, info in _providers().items():
+        url = _base_url(info)
+        if (url and _field(info, "api") in (None, "openai-chat") and not _field(info, "key_required")
+                and urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")):
+            found.append((prefix, url.rstrip("/")))
+    return found or [("ollama", "http://localhost:11434/v1")]
+
+
+def _first_model(base_url: str, timeout: float) -> Optional[str]:
+    """The first chat model a server lists at ``{base_url}/models``, or None."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
+    try:
+        with opener.open(base_url + "/models", timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            data = json.loads(response.read(1_000_000).decode("utf-8"))
+    except Exception:  # refused, timed out, not JSON: no server there
+        return None
+    ids = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict)] if isinstance(data, dict) else []
+    ids = [i for i in ids if isinstance(i, str) and i]
+    return next((i for i in ids if "embed" not in i.lower()), ids[0] if ids else None)
+
+
+def probe_local_servers(candidates: Optional[Sequence[Tuple[str, str]]] = None,
+                        timeout: float = PROBE_TIMEOUT) -> Optional[Tuple[str, str, str]]:
+    """Ask every local server at once (each bounded by ``timeout``); the first in
+    table order that lists a model wins: ``(prefix, model, base_url)`` or None."""
+    candidates = list(candidates if candidates is not None else _local_candidates())
+    if not candidates:
+        return None
+    with ThreadPoolExecutor(len(candidates), thread_name_prefix="agentstream-cli-probe") as pool:
+        models = list(pool.map(lambda c: _first_model(c[1], timeout), candidates))
+    for (prefix, url), model in zip(candidates, models):
+        if model:
+            return prefix, model, url
+    return None
+
+
+def detect_model(offline: Callable[[], Model]) -> Tuple[Union[str, Model], str]:
+    """The model to use when none is given, and a line saying why."""
+    chosen = os.environ.get("AGENTSTREAM_MODEL", "").strip()
+    if chosen:
+        return chosen, f"{chosen} (from AGENTSTREAM_MODEL)"
+    for env, spec in DEFAULT_MODELS:
+        if os.environ.get(env):
+            return spec, f"{spec} ({env} is set)"
+    local = probe_local_servers()
+    if local:
+        prefix, model, url = local
+        return f"{prefix}:{model}", f"{prefix}:{model} (local server at {url})"
+    return offline(), "offline model, no network (set OPENAI_API_KEY or ANTHROPIC_API_KEY, or start Ollama)"
+
+
+def _import_attr(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # the console script does not put the working directory on the path
+        sys.path.insert(0, os.getcwd())
+    value: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def resolve_model(spec: str) -> Union[str, Model]:
+    """``provider:model`` stays a string; ``module:attr`` naming a Model (or a
+    function returning one) in an importable module gives that Model."""
+    prefix = spec.partition(":")[0].strip().lower()
+    if prefix in _providers() or ":" not in spec:
+        return spec
+    try:
+        value = _import_attr(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name != spec.partition(":")[0]:
+            raise
+        return spec  # not a module: let the registry say which prefixes exist
+    except AttributeError as exc:
+        raise UserError(f"--model {spec!r}: {exc}") from None
+    if callable(value) and not isinstance(value, Model):
+        value = value()
+    if not isinstance(value, Model):
+        raise UserError(f"--model {spec!r} names a {type(value).__name__}, not a Model")
+    return value
+
+
+def load_tools(specs: Sequence[str]) -> List[Any]:
+    """Functions from ``module:func`` items (comma-separated, flag repeatable)."""
+    tools = []
+    for item in (s.strip() for spec in specs for s in spec.split(",")):
+        if not item:
+            continue
+        if ":" not in item:
+            raise UserError(f"--tools {item!r}: expected module:function")
+        try:
+            tool = _import_attr(item)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"--tools {item!r}: {exc}") from None
+        if not callable(tool) and not hasattr(tool, "function"):
+            raise UserError(f"--tools {item!r} is a {type(tool).__name__}, not a function")
+        tools.append(tool)
+    return tools
+
+
+# -- printing --------------------------------------------------------------------------------------
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _usage_line(usage: Any, model_name: str, elapsed: float) -> str:
+    est = " (estimated)" if getattr(usage, "estimated", False) else ""
+    return (f"[usage] model={model_name} requests={usage.requests} tool_calls={usage.tool_calls} "
+            f"input={usage.input_tokens} output={usage.output_tokens} total={usage.total_tokens}{est} "
+            f"time={elapsed:.1f}s")
+
+
+class TerminalPrinter:
+    """Text as it arrives; thinking dimmed on a terminal (plain otherwise);
+    tool calls, results and the closing usage on lines of their own."""
+
+    def __init__(self, out: Any, color: bool, model_name: str) -> None:
+        self.out, self.color, self.model_name = out, color, model_name
+        self.started = time.monotonic()
+        self.mode = ""            # "text" or "thinking" while inside a run of deltas
+        self.at_line_start = True
+
+    def _write(self, text: str, style: str = "") -> None:
+        if not text:
+            return
+        self.out.write(f"\x1b[{style}m{text}\x1b[0m" if style and self.color else text)
+        self.out.flush()
+        self.at_line_start = text.endswith("\n")
+
+    def line(self, text: str, style: str = "2") -> None:
+        if not self.at_line_start:
+            self._write("\n")
+        self._write(text, style)
+        self._write("\n")
+        self.mode = ""
+
+    def handle(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "thinking_delta":
+            if self.mode != "thinking":
+                if not self.at_line_start:
+                    self._write("\n")
+                if not self.color:
+                    self._write("[thinking] ")
+                self.mode = "thinking"
+            self._write(event.text, "2")
+        elif kind == "text_delta":
+            if self.mode == "thinking" and not self.at_line_start:
+                self._write("\n")
+            self.mode = "text"
+            self._write(event.text)
+        elif kind == "tool_call_complete":
+            args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in event.args.items())
+            self.line(f"[tool] {event.tool_name}({_short(args)})", "36")
+        elif kind == "tool_executed":
+            if event.success:
+                self.line(f"[result] {event.tool_name} -> {_short(event.result)}", "36")
+            else:
+                self.line(f"[tool error] {event.tool_name}: {_short(event.error)}", "33")
+        elif kind == "retrying":
+            self.line(f"[retrying] attempt {event.attempt} in {event.delay:.1f}s: {_short(str(event.error))}")
+        elif kind == "context_compressed":
+            self.line(f"[context] compressed {event.original_tokens} -> {event.compressed_tokens} tokens "
+                      f"({event.strategy})")
+        elif kind == "run_complete":
+            self.line(_usage_line(event.usage, self.model_name, time.monotonic() - self.started))
+        elif kind == "cancelled":
+            pending = f"; tools not run: {', '.join(event.pending_tools)}" if event.pending_tools else ""
+            self.line(f"[cancelled] kept {len(event.partial_text)} characters of text{pending}", "33")
+            self.line(_usage_line(event.usage, self.model_name, time.monotonic() - self.started))
+        elif kind == "error" and not self.at_line_start:  # the message goes to stderr
+            self._write("\n")
+
+
+class JsonPrinter:
+    """One ``to_dict()`` per line, for piping (``jq``, another program)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def handle(self, event: Any) -> None:
+        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self.out.flush()
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+def _hard_exit(code: int) -> None:
+    """Quit now: a stuck tool or server must not keep the process alive."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+class Interrupts:
+    """While active, the first SIGINT cancels the run (its ``Cancelled`` event is
+    printed as usual), a second one, or a cancel that takes over
+    ``CANCEL_GRACE`` seconds, quits at once with status 130."""
+
+    def __init__(self, stream: Any, err: Any) -> None:
+        self.stream, self.err = stream, err
+        self.count = 0
+        self.previous: Any = None
+        self.timer: Optional[threading.Timer] = None
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _say(self, text: str) -> None:
+        try:
+            self.err.write(text)
+            self.err.flush()
+        except (OSError, RuntimeError, ValueError):  # a closed or busy stderr must not stop the exit
+            pass
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            self._say("\n[interrupted] quitting\n")
+            _hard_exit(EXIT_INTERRUPTED)
+        self._say("\n[cancelling] press Ctrl-C again to quit\n")
+        self.stream.cancel()
+        self.timer = threading.Timer(CANCEL_GRACE, self._give_up)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _give_up(self) -> None:
+        self._say(f"\n[interrupted] the run did not stop within {CANCEL_GRACE:.0f} s; quitting\n")
+        _hard_exit(EXIT_INTERRUPTED)
+
+
+# -- running ---------------------------------------------------------------------------------------
+def stream_to_terminal(agent: Agent, prompt: str, as_json: bool, out: Any = None, err: Any = None) -> int:
+    """Run ``prompt``, print it live; the exit status (0, 1 error, 130 cancelled)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    color = _use_color(out)
+    printer = JsonPrinter(out) if as_json else TerminalPrinter(out, color, agent.model.model_name)
+    stream = agent.run_stream(prompt)
+    with stream, Interrupts(stream, err) as interrupts:
+        try:
+            for event in stream:
+                printer.handle(event)
+        except RunCancelled:
+            return EXIT_INTERRUPTED if interrupts.count else EXIT_ERROR
+        except BrokenPipeError:  # the reader went away (`| head`): stop the run quietly
+            stream.cancel()
+            _silence_stdout()
+            return EXIT_ERROR
+        except Exception as exc:  # the run failed (its Error event is printed) or printing did
+            err.write(f"agentstream: error: {str(exc) or type(exc).__name__}\n")
+            return EXIT_ERROR
+    return EXIT_OK
+
+
+def _use_color(out: Any) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def demo_tools() -> List[Any]:
     def get_weather(city: str) -> str:
-        """Current weather for a city.
+        """Current weather for a city (demo data).
 
         Args:
             city: City name, e.g. "Paris".
@@ -26,35 +365,129 @@ def _demo_tools() -> List[Any]:
     return [get_weather, add]
 
 
-def _print_stream(agent: Agent, prompt: str) -> int:
-    out = sys.stdout
-    stream = agent.run_stream(
-        prompt,
-        on_text=lambda text: (out.write(text), out.flush()),
-        on_thinking=lambda text: (out.write(f"\x1b[2m{text}\x1b[0m"), out.flush()),
-        on_tool_call=lambda call: out.write(f"\n[tool] {call.tool_name}({call.args})\n"),
-        on_tool_result=lambda ev: out.write(f"[result] {ev.tool_name} -> {ev.result!r}\n"),
-    )
-    try:
-        result = stream.result()
-    except (KeyboardInterrupt, RunCancelled):
-        out.write(f"\n[cancelled] kept {len(stream.text)} characters\n")
-        return 130
-    u = result.usage
-    out.write(f"\n[usage] requests={u.requests} tool_calls={u.tool_calls} input={u.input_tokens} "
-              f"output={u.output_tokens} total={u.total_tokens}\n")
-    return 0
+def _paced(text: str, cancel: Any, size: int = 3, delay: float = 0.015) -> Iterator[str]:
+    for i in range(0, len(text), size):
+        if cancel.wait(delay):
+            return
+        yield text[i:i + size]
+
+
+def offline_demo_model() -> FunctionModel:
+    """A scripted model (no network): thinks, calls the demo tools, then answers from their results."""
+    demo_args: Dict[str, Dict[str, Any]] = {"get_weather": {"city": "Paris"}, "add": {"a": 2, "b": 3}}
+
+    def respond(messages: List[Any], info: Any) -> Iterator[Any]:
+        results = {p.tool_name: p.content for m in messages for p in getattr(m, "parts", ())
+                   if isinstance(p, ToolReturnPart)}
+        if not results and info.tools:
+            for piece in _paced("Two questions: the weather and a sum. One tool each.", info.cancel, 6):
+                yield ThinkingChunk(piece)
+            for i, tool in enumerate(info.tools):
+                args = demo_args.get(tool.name) or generate_args(tool.parameters_json_schema)
+                yield ToolCallChunk(("call", i), tool.name, f"call_demo_{i}", json.dumps(args))
+            return
+        weather = results.get("get_weather", "unknown")
+        total = results.get("add", "?")
+        yield from _paced(f"Weather: {weather}. And 2 + 3 = {total}. "
+                          "(This answer came from the offline demo model; set OPENAI_API_KEY or "
+                          "ANTHROPIC_API_KEY, or start Ollama, to talk to a real one.)", info.cancel)
+
+    return FunctionModel(respond, model_name="offline-demo")
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.model:
+        model: Union[str, Model] = resolve_model(args.model)
+    else:
+        model, why = detect_model(TestModel)
+        if isinstance(model, Model):
+            sys.stderr.write(f"agentstream: using the {why}\n")
+    agent = Agent(model, system_prompt=args.system or (), tools=load_tools(args.tools or []))
+    return stream_to_terminal(agent, args.prompt, args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.model:
+        model, why = resolve_model(args.model), args.model
+    else:
+        model, why = detect_model(offline_demo_model)
+    print(f"agentstream demo - model: {why}")
+    print(f"> {DEMO_PROMPT}\n", flush=True)
+    agent = Agent(model, system_prompt=DEMO_SYSTEM, tools=demo_tools())
+    return stream_to_terminal(agent, DEMO_PROMPT, args.json)
+
+
+def provider_rows() -> List[Dict[str, Any]]:
+    """One dict per known prefix: what it is and what it needs."""
+    rows = []
+    for prefix, info in _providers().items():
+        key_env = _field(info, "key_env")
+        rows.append({
+            "prefix": prefix if prefix == "test" else f"{prefix}:",
+            "description": _field(info, "description") or "",
+            "key_env": key_env,
+            "key_required": bool(_field(info, "key_required")),
+            "key_set": bool(key_env and os.environ.get(key_env)),
+            "base_url": _base_url(info),
+            "base_url_env": _field(info, "base_url_env"),
+        })
+    return rows
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = provider_rows()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
+    table = [("PREFIX", "DESCRIPTION", "API KEY", "BASE URL")]
+    for r in rows:
+        if r["key_env"]:
+            key = f"{r['key_env']} ({'set' if r['key_set'] else 'not set'}{'' if r['key_required'] else ', optional'})"
+        else:
+            key = "-"
+        url = r["base_url"] or "-"
+        if r["base_url_env"]:
+            url += f"  (${r['base_url_env']})"
+        table.append((r["prefix"], r["description"], key, url))
+    table.append(("module:attr", "a Model object from an importable module (--model only)", "-", "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    print("\nUse as --model PREFIX:MODEL, e.g. openai:gpt-4o-mini, ollama:llama3.2. Without --model: "
+          "$AGENTSTREAM_MODEL, else an API key found in the environment, else a local server, else offline.")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentstream", description="Stream LLM agent runs in the terminal.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="stream one agent run", description=(
+        "Stream an agent run: text live, thinking dimmed, tool calls and results on their own lines, then "
+        "usage. Ctrl-C once cancels and keeps what arrived; twice quits."))
+    run.add_argument("prompt")
+    run.add_argument("--model", help="PREFIX:MODEL (see `agentstream models`) or module:attr naming a Model")
+    run.add_argument("--system", help="system prompt")
+    run.add_argument("--tools", action="append", metavar="MODULE:FUNC,...",
+                     help="tool functions to import, comma-separated (repeatable)")
+    run.add_argument("--json", action="store_true", help="print one JSON event per line")
+    models = sub.add_parser("models", help="list the model prefixes and what each needs")
+    models.add_argument("--json", action="store_true", help="one JSON object per line")
+    demo = sub.add_parser("demo", help="stream a demo run (a real provider if configured, else offline)")
+    demo.add_argument("--model", default=None)
+    demo.add_argument("--json", action="store_true", help="print one JSON event per line")
+    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentstream")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="stream a demo agent run")
-    demo.add_argument("--model", default=None)
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        model = args.model or TestModel(custom_output_text=None)
-        print(f"agentstream demo — model: {model if isinstance(model, str) else 'offline TestModel'}")
-        agent = Agent(model, system_prompt="You are a helpful, terse assistant.", tools=_demo_tools())
-        return _print_stream(agent, "What's the weather in Paris, and what is 2 + 3?")
-    return 2
+    args = build_parser().parse_args(argv)
+    command = {"run": cmd_run, "models": cmd_models, "demo": cmd_demo}[args.command]
+    try:
+        return command(args)
+    except (UserError, AgentStreamError) as exc:
+        sys.stderr.write(f"agentstream: error: {exc}\n")
+        return EXIT_USAGE if isinstance(exc, UserError) else EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside a run (while starting up)
+        sys.stderr.write("\n[interrupted]\n")
+        return EXIT_INTERRUPTED

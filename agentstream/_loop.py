@@ -228,6 +228,8 @@ class AgentLoop:
         calls = response.tool_calls
         if calls:
             return CallTools(calls, step.invalid_args)
+        if response.finish_reason == "pause_turn":  # Anthropic: a long server-tool turn, send it back to go on
+            return RequestModel()
         if output.allow_text:
             if not response.text and response.finish_reason not in (None, "stop", "length", "end_turn"):
                 raise UnexpectedModelBehavior(

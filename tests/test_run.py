@@ -351,3 +351,17 @@ def test_batched_items_from_one_read_are_delivered_in_order(no_thread_leak):
     assert seen == ["a", "b", "c", "d"]
     assert [e.text for e in got if e.kind == "text_delta"] == ["a", "b", "c", "d"]
     assert stream.result().output == "abcd"
+
+
+def test_pause_turn_is_continued_with_another_request(no_thread_leak):
+    from agentstream.models import FinishReport
+
+    seen = []
+
+    def second(messages, info):
+        seen.append(messages[-1])
+        return " and done"
+
+    result = Agent(scripted(["searching", FinishReport("pause_turn")], second)).run("x")
+    assert result.output == " and done" and result.usage.requests == 2
+    assert seen[0].text == "searching"  # the paused response was sent back

@@ -75,13 +75,13 @@ def stream_error(error: Any, line: str, where: str = "stream") -> ModelStreamErr
     """A ``ModelStreamError`` from an ``{"error": ...}`` payload (OpenAI / compatible shape)."""
     if isinstance(error, dict):
         message = error.get("message") or json.dumps(error)[:300]
-        etype = error.get("type") or error.get("code")
+        etype = next((v for v in (error.get("type"), error.get("code")) if isinstance(v, str) and v), None)
         status = next((v for v in (error.get("status_code"), error.get("status"), error.get("code"))
                        if isinstance(v, int) and not isinstance(v, bool)), None)
     else:
         message, etype, status = str(error), None, None
     return ModelStreamError(f"error inside the model {where}: {message}", line=line,
-                            error_type=str(etype) if etype is not None else None, status=status)
+                            error_type=etype, status=status)
 
 
 class _ThinkTags:

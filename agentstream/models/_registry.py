@@ -71,13 +71,13 @@ PROVIDERS: Dict[str, Provider] = {p.prefix: p for p in (
     _p("llamacpp", "llama.cpp server", "openai-chat",
        "http://localhost:8080/v1", None, "LLAMACPP_BASE_URL", False),
     _p("openrouter", "OpenRouter", "openai-chat",
-       "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", None, True),
+       "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", True),
     _p("groq", "Groq", "openai-chat",
-       "https://api.groq.com/openai/v1", "GROQ_API_KEY", None, True),
+       "https://api.groq.com/openai/v1", "GROQ_API_KEY", "GROQ_BASE_URL", True),
     _p("deepseek", "DeepSeek", "openai-chat",
-       "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", None, True),
+       "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", True),
     _p("together", "Together AI", "openai-chat",
-       "https://api.together.xyz/v1", "TOGETHER_API_KEY", None, True),
+       "https://api.together.xyz/v1", "TOGETHER_API_KEY", "TOGETHER_BASE_URL", True),
     _p("test", "offline TestModel (no network)", "offline", None, None, None, False),
 )}
 

@@ -1,7 +1,8 @@
 """Anthropic Messages API (``POST {base_url}/v1/messages``, streamed).
 
 ``AnthropicModel`` builds the request; ``_anthropic_stream.AnthropicTranslator``
-reads the response; ``HTTPModel`` does the HTTP.
+reads the response; ``HTTPModel`` does the HTTP (its ``error_from`` already
+reads Anthropic's ``{"type": "error", "error": {"type", "message"}}`` bodies).
 
 Usage::
 
@@ -10,11 +11,11 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from ..exceptions import ModelHTTPError, UserError
+from .. import _http
+from ..exceptions import UserError
 from ..messages import (ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart, TextPart, ThinkingPart,
                         ToolCallPart, ToolReturnPart, UserPromptPart)
 from ..settings import ModelSettings, Timeout
@@ -159,7 +160,7 @@ class AnthropicModel(HTTPModel):
         self.system = "anthropic"
 
     def __repr__(self) -> str:
-        return f"AnthropicModel({self.model_name!r}, base_url={self._root!r})"
+        return f"AnthropicModel({self.model_name!r}, base_url={_http.safe_url(self._root)!r})"
 
     def build_request(self, messages: List[Any], settings: ModelSettings,
                       params: ModelRequestParameters) -> HTTPRequest:
@@ -197,22 +198,3 @@ class AnthropicModel(HTTPModel):
 
     def new_translator(self) -> AnthropicTranslator:
         return AnthropicTranslator()
-
-    def error_from(self, status: int, headers: Any, body: bytes) -> ModelHTTPError:
-        """The default error, with Anthropic's ``{"type":"error","error":{"type","message"}}`` read."""
-        error = super().error_from(status, headers, body)
-        try:
-            payload = json.loads(body.decode("utf-8", "replace"))
-        except (ValueError, AttributeError):
-            return error
-        detail = payload.get("error") if isinstance(payload, dict) else None
-        if not isinstance(detail, dict) or not isinstance(detail.get("message"), str):
-            return error
-        etype = detail.get("type") if isinstance(detail.get("type"), str) else None
-        extra = detail.get("details")
-        code = (extra.get("error_code") if isinstance(extra, dict) else None) or etype or error.code
-        request_id = error.request_id or (payload.get("request_id") if isinstance(payload.get("request_id"), str)
-                                          else None)
-        return type(error)(status, error.body, request_id=request_id, model_name=error.model_name,
-                           message=f"{etype + ': ' if etype else ''}{detail['message']}",
-                           retry_after=error.retry_after, code=code)

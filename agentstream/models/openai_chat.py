@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any, Dict, Iterator, List, Optional, Union
 
+from .. import _http
 from ..exceptions import ModelHTTPError, UserError
 from ..messages import (ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart, TextPart, ToolCallPart,
                         ToolReturnPart, UserPromptPart)
@@ -144,7 +145,8 @@ class OpenAIChatModel(HTTPModel):
         self.system = provider
 
     def __repr__(self) -> str:
-        return f"OpenAIChatModel({self.model_name!r}, provider={self.provider!r}, base_url={self._root!r})"
+        url = _http.safe_url(self._root)
+        return f"OpenAIChatModel({self.model_name!r}, provider={self.provider!r}, base_url={url!r})"
 
     # -- request ------------------------------------------------------------------
     def build_request(self, messages: List[Any], settings: ModelSettings,

@@ -1,0 +1,404 @@
+"""HTTPModel: the base of every model that streams SSE over HTTP (OpenAI, Anthropic, ...).
+
+A subclass writes only ``build_request()`` (messages -> ``HTTPRequest``), ``new_translator()``
+(one stateful, pure ``Translator`` per response: ``ServerSentEvent`` -> neutral items) and,
+if its error bodies are unusual, ``error_from()``. ``stream()`` does the rest:
+
+1. POST with ``stream=True`` through the model's session (``_http.open_response``);
+2. check the status and content type before any SSE parsing (#22): a non-2xx status ->
+   ``error_from``; ``application/json`` -> its error object as the mapped error, else a
+   ``ModelStreamError`` saying the server did not stream; ``text/event-stream``,
+   ``text/plain`` and a missing content type are parsed as SSE (lenient: non-SSE lines
+   surface as stray lines, so an error text is reported, not dropped); any other type ->
+   ``ModelStreamError`` naming it;
+3. feed the body to the translator and yield, per network read, its items (one item, or
+   a ``list`` when a read completed several: one queue hand-off per read); a stray JSON line with an error object (#21) becomes a
+   ``ModelStreamError`` carrying the provider's type and status;
+4. retry (``_retry``) only the opening: everything up to the first output item (text,
+   thinking, tool call) is read inside the retried attempt and buffered, so a retry never
+   repeats anything the user saw; from the first output item on, an error ends the stream;
+5. after a cancel, any failure is a cancel: the generator just returns (the loop then sees
+   the token set and emits ``Cancelled``).
+
+No API key appears in an exception, repr or log: errors raised here are scrubbed of it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol  # type: ignore[assignment]
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from .. import _http, _retry
+from .._sse import ServerSentEvent
+from ..__version__ import __version__
+from ..exceptions import (AgentStreamError, AuthenticationError, ModelHTTPError, ModelStreamError,
+                          RateLimitError, UserError)
+from ..settings import ModelSettings, Timeout
+from ._base import (Model, ModelRequestParameters, StreamContext, StreamItem, TextChunk, ThinkingChunk,
+                    ToolCallChunk)
+
+__all__ = ["HTTPModel", "HTTPRequest", "Translator", "parse_error_body"]
+
+log = logging.getLogger("agentstream")
+
+#: provider error types -> HTTP-like status (Anthropic's table; OpenAI's server_error)
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "server_error": 500, "overloaded_error": 529,
+}
+
+
+@dataclass
+class HTTPRequest:
+    """One request: where to POST and what. ``headers`` include auth (never logged)."""
+
+    url: str
+    json: Dict[str, Any]
+    headers: Dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class Translator(Protocol):
+    """Per-response, stateful, pure (no I/O): SSE events -> neutral stream items."""
+
+    def translate(self, event: ServerSentEvent) -> List[StreamItem]:
+        """Items for one event; raise ``ModelStreamError`` (with ``error_type``/``status``)
+        for an in-band error event."""
+
+    @property
+    def done(self) -> bool:
+        """True once the terminator was seen (``[DONE]``, ``message_stop``, ...)."""
+
+    def finish(self) -> List[StreamItem]:
+        """Items at the end; raise ``ModelStreamError`` if the stream was cut off."""
+
+
+def parse_error_body(body: Union[bytes, str]) -> Tuple[Optional[str], Optional[str], Optional[str], Any]:
+    """``(message, type, code, parsed JSON or None)`` from an error body.
+
+    Understands ``{"error": {"message", "type", "code"}}`` (OpenAI, Gemini, llama.cpp),
+    ``{"type": "error", "error": {...}}`` (Anthropic, incl. ``details.error_code``),
+    ``{"error": "text"}``, ``{"message"|"detail": ...}`` and plain text.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return (text.strip()[:2000] or None), None, None, None
+    if not isinstance(data, dict):
+        return text.strip()[:2000] or None, None, None, data
+    err = data.get("error")
+    if isinstance(err, dict):
+        message = err.get("message") or err.get("msg")
+        etype = err.get("type") or err.get("status")
+        code = err.get("code")
+        details = err.get("details")
+        if isinstance(details, dict) and details.get("error_code"):
+            code = details["error_code"]
+        return (str(message) if message is not None else None, str(etype) if etype else None,
+                str(code) if code not in (None, "") else None, data)
+    if isinstance(err, str) and err:
+        return err, None, None, data
+    message = data.get("message") or data.get("detail")
+    return (str(message) if message else None), None, None, data
+
+
+def _error_status(data: Any) -> Optional[int]:
+    """An HTTP-like status from a parsed error object (numeric code, or the type table)."""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return None
+    for key in ("code", "status"):
+        value = err.get(key)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    return ERROR_TYPE_STATUS.get(str(err.get("type")))
+
+
+def _retry_delay_in_body(data: Any) -> Optional[float]:
+    """Gemini's ``RetryInfo.retryDelay: "34.4s"`` in a 429 body."""
+    err = data.get("error") if isinstance(data, dict) else None
+    for item in (err.get("details") or []) if isinstance(err, dict) and isinstance(err.get("details"), list) else []:
+        delay = item.get("retryDelay") if isinstance(item, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None
+
+
+def _is_output(item: Any) -> bool:
+    return isinstance(item, (ThinkingChunk, ToolCallChunk)) or (isinstance(item, TextChunk) and bool(item.text))
+
+
+class _Opened:
+    """The successful opening of a response: items read so far, and the rest to come."""
+
+    def __init__(self, response: _http.OpenResponse, items: List[StreamItem],
+                 rest: Iterator[List[StreamItem]]) -> None:
+        self.response = response
+        self.items = items
+        self.rest = rest
+
+
+class HTTPModel(Model):
+    """Base class for models that stream Server-Sent Events over HTTP (see the module docstring).
+
+    Args:
+        model_name: the provider's model name.
+        base_url: API base (trailing ``/`` removed).
+        api_key: the key; defaults to the ``api_key_env`` environment variable. Kept private.
+        session: a ``requests.Session`` used for every request; by default the model makes one
+            (and ``close()`` closes it). With a caller's session a cancel that comes before the
+            response headers takes effect when they arrive (at most ``Timeout.connect``).
+        timeout: ``Timeout`` or seconds (connect and idle); see ``Timeout``.
+        max_retries: retries of a request that failed before any output (0: none).
+        context_window: tokens, if known.
+        headers: extra headers sent with every request (under the request's own).
+        read_size: bytes per socket read.
+    """
+
+    system = "http"
+    #: environment variable holding the key, e.g. "OPENAI_API_KEY"
+    api_key_env: Optional[str] = None
+    #: back-off: base and maximum delay (seconds), and the cap on a server-asked delay
+    retry_base: float = 0.5
+    retry_max_delay: float = 8.0
+    retry_after_cap: float = 60.0
+    #: seconds to wait for the end of the body after the terminator (for connection reuse)
+    drain_grace: float = 0.1
+    #: most bytes of an error body read
+    error_body_limit: int = 65536
+
+    def __init__(self, model_name: str, *, base_url: str, api_key: Optional[str] = None,
+                 session: Optional[requests.Session] = None, timeout: Union[Timeout, float, None] = None,
+                 max_retries: int = 2, context_window: Optional[int] = None,
+                 headers: Optional[Dict[str, str]] = None, read_size: int = 65536) -> None:
+        if not isinstance(model_name, str) or not model_name:
+            raise UserError("model_name must be a non-empty string")
+        if not isinstance(base_url, str) or not base_url:
+            raise UserError("base_url must be a non-empty string")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise UserError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
+            raise UserError(f"read_size must be a positive int, got {read_size!r}")
+        self._model_name = model_name
+        self.base_url = base_url.rstrip("/")
+        if api_key is None and self.api_key_env:
+            api_key = os.environ.get(self.api_key_env) or None
+        self._api_key = api_key
+        self.timeout = Timeout.coerce(timeout)
+        self._owns_session = session is None
+        self._session = session if session is not None else _http.new_session()
+        self.max_retries = max_retries
+        self.context_window = context_window
+        self._headers = dict(headers or {})
+        self.read_size = read_size
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def session(self) -> requests.Session:
+        return self._session
+
+    def close(self) -> None:
+        """Close the session if this model created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._model_name!r}, base_url={_http.safe_url(self.base_url)!r})"
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def build_request(self, messages: List[Any], settings: ModelSettings,
+                      params: ModelRequestParameters) -> HTTPRequest:
+        """The request for these messages (URL, JSON body, auth headers)."""
+
+    @abstractmethod
+    def new_translator(self) -> Translator:
+        """A fresh translator for one response."""
+
+    def error_from(self, status: int, headers: Mapping[str, str], body: bytes) -> ModelHTTPError:
+        """The error for an HTTP error response (AuthenticationError for 401/403,
+        RateLimitError for 429, else ModelHTTPError)."""
+        headers = CaseInsensitiveDict(headers)
+        message, etype, code, data = parse_error_body(body)
+        cls = AuthenticationError if status in (401, 403) else RateLimitError if status == 429 else ModelHTTPError
+        request_id = headers.get("x-request-id") or headers.get("request-id")
+        if not request_id and isinstance(data, dict) and isinstance(data.get("request_id"), str):
+            request_id = data["request_id"]
+        retry_after = _retry.parse_retry_after(headers)
+        if retry_after is None:
+            retry_after = _retry_delay_in_body(data)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        if etype and message and etype not in message:
+            message = f"{message} ({etype})"
+        error = cls(status, text.strip(), request_id=request_id, model_name=self._model_name,
+                    message=message, retry_after=retry_after, code=code or etype)
+        error.error_type = etype  # type: ignore[attr-defined]
+        should = headers.get("x-should-retry", "").strip().lower()
+        if should in ("true", "false"):
+            error.should_retry = should == "true"  # type: ignore[attr-defined]
+        return error
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether a request that failed before any output may be retried."""
+        return _retry.is_retryable(error)
+
+    # -- streaming -------------------------------------------------------------------------
+    def stream(self, messages: List[Any], settings: ModelSettings, params: ModelRequestParameters,
+               ctx: StreamContext) -> Iterator[StreamItem]:
+        request = self.build_request(messages, settings, params)
+        headers = {"Accept": "text/event-stream", "User-Agent": f"agentstream/{__version__}"}
+        headers.update(self._headers)
+        headers.update(request.headers)
+        headers.update((settings.extra_headers or {}) if settings is not None else {})
+        cancel = ctx.cancel
+        try:
+            opened = _retry.call_with_retries(
+                lambda: self._attempt(request, headers, cancel), max_retries=self.max_retries, cancel=cancel,
+                on_retry=ctx.on_retry, retryable=self.is_retryable,
+                wait=_retry.RetryAfterWait(self.retry_base, self.retry_max_delay, self.retry_after_cap))
+        except Exception as exc:
+            if _is_set(cancel):
+                return
+            raise self._scrub(exc)
+        if opened is None:
+            return
+        try:
+            if opened.items:
+                yield _one_or_list(opened.items)
+            for batch in opened.rest:
+                yield _one_or_list(batch)
+        except _http.StreamAborted:
+            return
+        except Exception as exc:
+            if _is_set(cancel):
+                return
+            raise self._scrub(exc)
+        finally:
+            opened.response.close()
+
+    def _attempt(self, request: HTTPRequest, headers: Dict[str, str], cancel: Any) -> Optional[_Opened]:
+        try:
+            return self._open(request, headers, cancel)
+        except AgentStreamError as exc:  # scrubbed before tenacity, on_retry or a log sees it
+            raise self._scrub(exc)
+
+    def _open(self, request: HTTPRequest, headers: Dict[str, str], cancel: Any) -> Optional[_Opened]:
+        """One attempt: send, check, read up to the first output item. None if cancelled."""
+        if _is_set(cancel):
+            return None
+        response = _http.open_response(self._session, request.url, json_body=request.json, headers=headers,
+                                       timeout=self.timeout, cancel=cancel, read_size=self.read_size)
+        if response is None:
+            return None
+        items: List[StreamItem] = []
+        checked = False
+        try:
+            self._check_response(response)
+            checked = True
+            rest = self._batches(response, self.new_translator())
+            for batch in rest:
+                items.extend(batch)
+                if any(_is_output(item) for item in batch):
+                    break
+        except _http.StreamAborted:
+            response.close()
+            return None
+        except ModelStreamError as exc:
+            response.close()
+            if checked and response.eof and exc.error_type is None and exc.status is None:
+                exc.error_type = "incomplete_stream"  # ended early, before any output: worth a retry
+            raise
+        except BaseException:
+            response.close()
+            raise
+        return _Opened(response, items, rest)
+
+    def _batches(self, response: _http.OpenResponse, translator: Translator) -> Iterator[List[StreamItem]]:
+        """The items of each network read, as one list (the loop hands each to the consumer at
+        once); items translated before an error in the same read are yielded first."""
+        for events in response.reads():
+            out: List[StreamItem] = []
+            try:
+                for event in events:
+                    if event.stray:
+                        raise self._stray_error(event)
+                    out.extend(translator.translate(event))
+                    if translator.done:
+                        out.extend(translator.finish())
+                        break
+            except Exception:
+                if out:
+                    yield out
+                raise
+            if out:
+                yield out
+            if translator.done:
+                response.drain(self.drain_grace)
+                return
+        final = translator.finish()
+        if final:
+            yield final
+
+    def _check_response(self, response: _http.OpenResponse) -> None:
+        """Status and content type, before any SSE parsing (#22)."""
+        status, ctype = response.status, response.content_type
+        if not 200 <= status < 300:
+            raise self.error_from(status, response.headers, response.read_body(self.error_body_limit))
+        if ctype == "text/event-stream" or ctype in ("", "text/plain"):
+            return
+        body = response.read_body(self.error_body_limit)
+        if ctype == "application/json" or ctype.endswith("+json"):
+            message, _etype, _code, data = parse_error_body(body)
+            if isinstance(data, dict) and data.get("error"):
+                raise self.error_from(_error_status(data) or status, response.headers, body)
+        snippet = body[:500].decode("utf-8", "replace")
+        raise ModelStreamError(f"expected a text/event-stream response, got {ctype!r} "
+                               f"(HTTP {status}, {len(body)} bytes): the server did not stream",
+                               line=snippet)
+
+    def _stray_error(self, event: ServerSentEvent) -> ModelStreamError:
+        """A non-SSE line in the body (#21): the provider's error if it is one."""
+        message, etype, _code, data = parse_error_body(event.data)
+        if isinstance(data, dict) and data.get("error"):
+            return ModelStreamError(f"error in the stream: {message or etype or 'unknown error'}",
+                                    line=event.data, error_type=etype, status=_error_status(data))
+        return ModelStreamError("the stream contained a line that is not Server-Sent Events",
+                                line=event.data)
+
+    def _scrub(self, exc: BaseException) -> BaseException:
+        """Remove the API key from an error's message and attributes (belt and braces)."""
+        key = self._api_key
+        if not key or len(key) < 8 or not isinstance(exc, AgentStreamError):
+            return exc
+        for name in ("message", "body", "line"):
+            value = getattr(exc, name, None)
+            if isinstance(value, str) and key in value:
+                setattr(exc, name, value.replace(key, "***"))
+        exc.args = tuple(a.replace(key, "***") if isinstance(a, str) else a for a in exc.args)
+        return exc
+
+
+def _one_or_list(batch: List[StreamItem]) -> Any:
+    return batch[0] if len(batch) == 1 else batch
+
+
+def _is_set(cancel: Any) -> bool:
+    return cancel is not None and cancel.is_set()
