@@ -41,7 +41,13 @@ class Dispatcher:
         self._on_event = chosen["on_event"]
         self._routes: Dict[str, Tuple[List[Callable[..., Any]], Callable[[Any], Any]]] = {
             kind: (chosen[name], convert) for kind, (name, convert) in _ROUTES.items() if chosen[name]}
+        self._listeners: List[Callable[[Any], Any]] = []
         self.empty = not self._on_event and not self._routes
+
+    def add_listener(self, fn: Callable[[Any], Any]) -> None:
+        """Also call ``fn(event)`` for every event, after the routed handlers."""
+        self._listeners.append(fn)
+        self.empty = False
 
     def __call__(self, event: Any) -> None:
         for fn in self._on_event:
@@ -52,3 +58,5 @@ class Dispatcher:
             value = convert(event)
             for fn in fns:
                 fn(value)
+        for fn in self._listeners:
+            fn(event)

@@ -191,12 +191,12 @@ class NotebookView:
             self._render()
 
     def _begin(self) -> None:
-        dispatch = _attach(self.stream, self.handle)
+        if not callable(getattr(self.stream, "start", None)):
+            raise TypeError(f"show() needs an AgentStream, got {type(self.stream).__name__}")
         self._thread.start()
         try:
-            self.stream.start()
-        except BaseException:  # already consumed: leave the stream as it was
-            self.stream._dispatch = dispatch
+            self.stream.start(on_event=self.handle)
+        except BaseException:  # already consumed: stop the renderer
             self._finished.set()
             self._wake.set()
             raise
@@ -212,30 +212,6 @@ class NotebookView:
                 self._on_finish(event)
             except Exception:
                 log.debug("notebook view: finishing touch failed", exc_info=True)
-
-
-class _Chained:
-    """The stream's handlers, then the view: same thread, same order."""
-
-    empty = False
-
-    def __init__(self, first: Any, then: Callable[[Any], None]) -> None:
-        self.first, self.then = first, then
-
-    def __call__(self, event: Any) -> None:
-        if not self.first.empty:
-            self.first(event)
-        self.then(event)
-
-
-def _attach(stream: Any, handle: Callable[[Any], None]) -> Any:
-    """Make ``handle`` see every event on the dispatcher thread, after the stream's own
-    handlers; returns what was there before."""
-    dispatch = getattr(stream, "_dispatch", None)
-    if dispatch is None or not hasattr(dispatch, "empty"):
-        raise TypeError(f"show() needs an AgentStream, got {type(stream).__name__}")
-    stream._dispatch = _Chained(dispatch, handle)
-    return dispatch
 
 
 class _CellOutput:

@@ -162,7 +162,12 @@ class AgentStream:
         ``TimeoutError`` if the run has not finished by then; the run goes on.
         """
         if self._background is not None:
-            self._background.join(timeout)
+            try:
+                self._background.join(timeout)
+            except KeyboardInterrupt:
+                self.cancel()
+                self._background.join(5.0)
+                raise
             if self._background.is_alive():
                 raise TimeoutError(f"run {self.run_id} not finished after {timeout} s")
         else:
@@ -188,11 +193,17 @@ class AgentStream:
         state = shared.state
         return RunResult(shared.output, list(state.messages), state.usage.copy(), self.run_id, state.new_from)
 
-    def start(self) -> "AgentStream":
-        """Consume on a background thread (handlers run there); returns at once."""
+    def start(self, on_event: Optional[Callable[[Any], Any]] = None) -> "AgentStream":
+        """Consume on a background thread (handlers run there); returns at once.
+
+        ``on_event``, if given, is called for every event after the handlers
+        (the notebook view uses it).
+        """
         with self._lock:
             if self._iterating or self._background is not None:
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
+            if on_event is not None:
+                self._dispatch.add_listener(on_event)
             self._background = threading.Thread(target=self._consume_quietly, daemon=True,
                                                  name=f"agentstream-dispatch-{self.run_id[:8]}")
         self._background.start()

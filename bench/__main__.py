@@ -88,6 +88,10 @@ def main(argv: Any = None) -> int:
         parser.error(f"unknown groups {unknown}; known: {GROUPS}")
     impl_names = [i.strip() for i in args.impls.split(",") if i.strip()] or list(IMPLS)
     cfg = QUICK if args.quick else FULL
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1) * 0.5:
+        print(f"[bench] warning: load average {load:.2f} on {os.cpu_count()} CPUs before the run: "
+              "timings will be noisy", file=sys.stderr)
     started = time.perf_counter()
     rows = run(cfg, only, impl_names)
     env = report.environment("quick" if args.quick else "full", time.perf_counter() - started)

@@ -188,6 +188,108 @@ def e6_no_trust_env() -> Callable[[], None]:
     return _setattr(_http, "new_session", new_session)
 
 
+# -- E7: send through the adapter with a request prepared once ---------------------------------
+
+def e7_prepared_post() -> Callable[[], None]:
+    """_http.open_response: instead of session.post() per request (environment, proxies, CA
+    bundle, cookies, hooks, redirects resolved every time) prepare the request once per
+    (url, headers) and per request copy it, set the JSON body and call adapter.send()."""
+    import requests
+
+    from agentstream import _http
+
+    original_new = _http.new_session
+
+    def post(self: Any, url: str, json: Any = None, headers: Any = None, stream: bool = False,
+             timeout: Any = None, **kwargs: Any) -> Any:
+        key = (url, tuple(sorted((headers or {}).items())))
+        cache = self.__dict__.setdefault("_bench_prepared", {})
+        cached = cache.get(key)
+        if cached is None:
+            settings = self.merge_environment_settings(url, {}, stream, None, None)
+            prepared = self.prepare_request(requests.Request("POST", url, headers=headers, data=b"{}"))
+            cached = cache[key] = (prepared, self.get_adapter(url), settings)
+        prepared, adapter, settings = cached
+        request = prepared.copy()
+        request.prepare_body(None, None, json)
+        return adapter.send(request, stream=stream, timeout=timeout, verify=settings["verify"],
+                            cert=settings["cert"], proxies=settings["proxies"])
+
+    def new_session() -> Any:
+        session = original_new()
+        session.post = post.__get__(session)  # type: ignore[method-assign]
+        return session
+    return _setattr(_http, "new_session", new_session)
+
+
+# -- E8: convert each history message to the wire format once ----------------------------------
+
+def e8_message_cache() -> Callable[[], None]:
+    """models/openai_chat.openai_messages: cache each message's converted dicts by identity
+    (messages are values; a run only appends), so a step converts only the new messages."""
+    from agentstream.models import openai_chat
+
+    original = openai_chat.openai_messages
+    cache: Dict[int, Tuple[Any, List[Dict[str, Any]]]] = {}
+
+    def openai_messages(messages: List[Any]) -> List[Dict[str, Any]]:
+        out: List[Dict[str, Any]] = []
+        for message in messages:
+            hit = cache.get(id(message))
+            if hit is None or hit[0] is not message:
+                hit = cache[id(message)] = (message, original([message]))
+            out.extend(hit[1])
+        return out
+    return _setattr(openai_chat, "openai_messages", openai_messages)
+
+
+# -- E9: no hand-off for events nobody handles ----------------------------------------------------
+
+def e9_skip_unhandled() -> Callable[[], None]:
+    """agent.run() / result() with no handler for an event kind: the worker does not queue
+    it (here: the bench's tool loop has no handlers, so nothing but the terminal event)."""
+    from agentstream import _worker
+
+    return _setattr(_worker.RunShared, "emit", lambda self, event, wait=False: None)
+
+
+# -- E10: keep streamed text compact -------------------------------------------------------------
+
+class CompactingList(list):
+    """A list of str that joins its items into one every ``limit`` appends (in place)."""
+
+    limit = 4096
+
+    def append(self, item: Any) -> None:
+        list.append(self, item)
+        if len(self) >= self.limit:
+            self[:] = ["".join(self)]
+
+
+def e10_compact_text() -> Callable[[], None]:
+    """RunState.text_chunks / thinking_chunks and ResponseBuilder's per-part fragment lists:
+    join every 4096 fragments, so a long stream holds its text as a few large str instead
+    of one small str object (~50-80 bytes) plus a list slot per delta."""
+    from agentstream import _accumulate, _loop
+
+    original_init = _loop.AgentLoop.__init__
+    original_feed = _accumulate.ResponseBuilder.feed
+
+    def init(self: Any, cfg: Any, state: Any, *args: Any, **kwargs: Any) -> None:
+        state.text_chunks = CompactingList(state.text_chunks)
+        state.thinking_chunks = CompactingList(state.thinking_chunks)
+        original_init(self, cfg, state, *args, **kwargs)
+
+    def feed(self: Any, item: Any) -> Any:
+        out = original_feed(self, item)
+        parts = self._text.get(getattr(item, "part_id", None))
+        if parts is not None and len(parts) >= 4096:
+            parts[:] = ["".join(parts)]
+        return out
+    return _chain(_setattr(_loop.AgentLoop, "__init__", init),
+                  _setattr(_accumulate.ResponseBuilder, "feed", feed))
+
+
 EXPERIMENTS: Dict[str, Tuple[str, Patch, str]] = {
     "E1": ("lazy socket timeout", e1_lazy_settimeout, "stream"),
     "E2": ("bulk chunked decoding", e2_bulk_chunked, "stream"),
@@ -197,6 +299,16 @@ EXPERIMENTS: Dict[str, Tuple[str, Patch, str]] = {
     "E1-4": ("E1 + E2 + E3 + E4", lambda: _chain(e1_lazy_settimeout(), e2_bulk_chunked(), e3_orjson(),
                                                   e4_translator_fast_path()), "stream"),
     "E6": ("session.trust_env=False", e6_no_trust_env, "tool_loop"),
+    "E7": ("prepared request + adapter", e7_prepared_post, "tool_loop"),
+    "E8": ("message conversion cache", e8_message_cache, "tool_loop"),
+    "E7+E8": ("E7 + E8", lambda: _chain(e7_prepared_post(), e8_message_cache()), "tool_loop"),
+    "E9": ("skip unhandled events", e9_skip_unhandled, "tool_loop"),
+    "all+E9": ("E1..E4 + E7 + E8 + E9", lambda: _chain(e1_lazy_settimeout(), e2_bulk_chunked(), e3_orjson(),
+                                                      e4_translator_fast_path(), e7_prepared_post(),
+                                                      e8_message_cache(), e9_skip_unhandled()), "tool_loop"),
+    "all": ("E1..E4 + E7 + E8", lambda: _chain(e1_lazy_settimeout(), e2_bulk_chunked(), e3_orjson(),
+                                                e4_translator_fast_path(), e7_prepared_post(),
+                                                e8_message_cache()), "tool_loop"),
 }
 
 

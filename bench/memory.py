@@ -2,11 +2,12 @@
 
     python -m bench.memory --impl agentstream --url URL --tokens 1000000 --runs 1000 --run-url URL2
 
-Prints one JSON object: ``peak_growth_mb`` (peak RSS during the long stream
+Prints one JSON object: for the repeated runs (done first) the RSS and
+live-object counts after the first tenth of the runs and at the end; then
+``peak_growth_mb`` (peak RSS during the long stream
 minus RSS just before it, sampled every 10 ms and checked against
 ``ru_maxrss``), ``text_mb`` (the text as one Python str, ``sys.getsizeof``),
-``text_ok`` (sha256 of the text matches), and for the repeated runs the RSS
-and live-object counts after the first tenth of the runs and at the end.
+``text_ok`` (sha256 of the text matches).
 """
 from __future__ import annotations
 
@@ -71,8 +72,13 @@ def _noop(text: str) -> None:
 
 
 def measure(impl: str, url: str, tokens: int, runs: int, run_url: str, run_tokens: int) -> Dict[str, Any]:
+    """The repeated runs first (so the long stream's freed memory does not hide growth), then
+    the long stream."""
     stream = _streamer(impl)
     stream(run_url)  # warm-up: imports, connection, first-use caches
+    out: Dict[str, Any] = {"impl": impl, "tokens": tokens}
+    if runs:
+        out.update(_repeated(stream, run_url, run_tokens, runs))
     gc.collect()
     before = rss_mb()
     max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -82,14 +88,10 @@ def measure(impl: str, url: str, tokens: int, runs: int, run_url: str, run_token
     elapsed = time.perf_counter() - started
     max_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak = max(sampler.peak, max_after if max_after > max_before else 0.0)
-    out: Dict[str, Any] = {
-        "impl": impl, "tokens": tokens, "seconds": elapsed,
-        "rss_before_mb": before, "peak_mb": peak, "peak_growth_mb": peak - before,
+    out.update({
+        "seconds": elapsed, "rss_before_mb": before, "peak_mb": peak, "peak_growth_mb": peak - before,
         "text_mb": sys.getsizeof(text) / 2 ** 20, "text_utf8_mb": len(text.encode("utf-8")) / 2 ** 20,
-        "text_ok": hashlib.sha256(text.encode("utf-8")).hexdigest() == payload.text_digest(tokens)}
-    del text
-    if runs:
-        out.update(_repeated(stream, run_url, run_tokens, runs))
+        "text_ok": hashlib.sha256(text.encode("utf-8")).hexdigest() == payload.text_digest(tokens)})
     return out
 
 
@@ -120,7 +122,13 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--runs", type=int, default=0)
     parser.add_argument("--run-url", required=True)
     parser.add_argument("--run-tokens", type=int, default=50)
+    parser.add_argument("--patch", default="", help="apply bench.experiments patches first, e.g. e10_compact_text")
     args = parser.parse_args(argv)
+    if args.patch:
+        from . import experiments
+
+        for name in args.patch.split(","):
+            getattr(experiments, name)()
     result = measure(args.impl, args.url, args.tokens, args.runs, args.run_url, args.run_tokens)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

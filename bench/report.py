@@ -55,10 +55,17 @@ def markdown_table(rows: List[Row]) -> str:
 
 
 def notes(rows: List[Row]) -> List[str]:
-    out = []
+    """One line per distinct (implementation, note); rows of one group are folded into ``group.*``."""
+    seen: Dict[Any, List[str]] = {}
     for row in rows:
         for name, note in row.notes.items():
-            out.append(f"{row.key} / {name}: {note}")
+            seen.setdefault((name, note), []).append(row.key)
+    out = []
+    for (name, note), keys in seen.items():
+        groups = sorted({k.split(".")[0] for k in keys})
+        where = ", ".join(g + (".*" if sum(1 for k in keys if k.split(".")[0] == g) > 1 else "")
+                          for g in groups) if len(keys) > 1 else keys[0]
+        out.append(f"{where} / {name}: {note}")
     return out
 
 
@@ -70,7 +77,11 @@ def environment(mode: str, seconds: float) -> Dict[str, Any]:
             versions[module] = str(getattr(mod, "__version__", "?"))
         except Exception:
             versions[module] = "not installed"
-    return {"mode": mode, "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {"mode": mode, "seconds": round(seconds, 1), "loadavg_end": load, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
             "versions": versions}
 
@@ -83,7 +94,7 @@ def write(rows: List[Row], env: Dict[str, Any], out_dir: str, name: str) -> List
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     lines = [f"# agentstream benchmarks ({env['mode']})", "",
              f"{env['date']} · Python {env['python']} · {env['platform']} · {env['cpus']} CPUs · "
-             f"{env['seconds']} s", "", versions, "",
+             f"{env['seconds']} s · load average at the end {env.get('loadavg_end')}", "", versions, "",
              "Each figure: median over interleaved repetitions [min–max]. Cancel rows: the statistic over "
              "trials [min–max]. `n/a*`: see the notes.", "", markdown_table(rows), ""]
     extra = notes(rows)
@@ -105,7 +116,7 @@ def rst_table(rows: List[Row], env: Dict[str, Any]) -> str:
         return text.replace("*", "\\*").replace("|", "\\|") or ".."
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     out = [f"Last run: {env['date']}, ``{env['mode']}`` mode, Python {env['python']}, {env['cpus']} CPUs, "
-           f"{env['seconds']} s ({versions}).", "",
+           f"{env['seconds']} s, load average at the end {env.get('loadavg_end')} ({versions}).", "",
            ".. list-table::", "   :header-rows: 1", ""]
     for line in [HEADERS] + [cells(r) for r in rows]:
         out.append("   * - " + esc(line[0]))

@@ -46,12 +46,15 @@ def throughput(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any
         fns: Dict[str, Callable[[], float]] = {}
         for name, impl in chosen.items():
             n = cfg["slow_n"] if name in cfg["slow_impls"] else cfg["n"]
+            if name in cfg["slow_impls"]:
+                probe.notes[name] = f"{n:,}-chunk streams (it is slow; µs/chunk does not depend on the length)"
             url = server.base_url(mode="fast", n=n, framing=framing)
             _check_text(name, impl.stream(url, _noop), n)   # warm-up + correctness
             fns[name] = _timed_stream(name, impl, url, n)
         samples = interleaved(fns, cfg["reps"], errors)
         results[framing] = {name: Figure.of(v) for name, v in samples.items()}
-        notes[framing] = dict(probe.notes, **errors)
+        notes[framing] = dict(probe.notes)
+        notes[framing].update(errors)
     chunked, close = results["chunked"], results["close"]
     as_chunked = chunked.get("agentstream")
     specs = [("throughput.chunked.floor", "throughput, chunked (µs/chunk)", chunked, "floor",

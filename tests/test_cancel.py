@@ -359,3 +359,37 @@ def test_iter_sse_frames_and_close_cancels(no_thread_leak):
     assert more == b": heartbeat\n\n"
     frames.close()
     assert stream.cancel_token.is_set() and stream.wait(2)
+
+
+def test_ctrl_c_while_result_waits_on_background_dispatch_cancels(no_thread_leak):
+    import os
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("needs the main thread with Python's default SIGINT handler")
+    gate = Gate()
+    stream = stalling_agent(gate).run_stream("x").start()
+    assert gate.reached.wait(5)
+    main_id = threading.main_thread().ident
+
+    def interrupt_once_main_waits_in_join():
+        import sys
+
+        for _ in range(5000):  # bounded: until the main thread is blocked inside Thread.join
+            frame = sys._current_frames().get(main_id)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            if "join" in names and "result" in names:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            gate.release.wait(0.001)
+
+    timer = threading.Thread(target=interrupt_once_main_waits_in_join)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        stream.result(timeout=5)
+    timer.join()
+    assert stream.cancel_token.is_set() and stream.wait(2)
