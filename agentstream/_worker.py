@@ -135,11 +135,15 @@ def usage_so_far(state: RunState) -> Usage:
     usage = state.usage.copy()
     builder = state.builder
     if builder is not None:
+        estimate = math.ceil((len(builder.text) + len(builder.thinking)) / 4)
         if builder.usage is not None:
+            # reported mid-response (Anthropic's message_start: output_tokens is a placeholder)
             partial = builder.usage.copy()
+            if partial.output_tokens < estimate:
+                partial.output_tokens = estimate
+                partial.estimated = True
         else:
-            chars = len(builder.text) + len(builder.thinking)
-            partial = Usage(output_tokens=math.ceil(chars / 4), estimated=True)
+            partial = Usage(output_tokens=estimate, estimated=True)
         partial.requests = 1
         usage.add(partial)
     return usage

@@ -26,7 +26,7 @@ from agentstream.models.openai_chat import OpenAIChatModel
 from tests.conftest import wait_no_agentstream_threads
 from tests.server import FAKE_KEY, Reply, Server, sse, sse_event
 
-__all__ = ["FAKE_KEY", "Outcome", "Reply", "Server", "TERMINAL", "an_reply", "an_text_events", "anthropic_agent",
+__all__ = ["ANTHROPIC", "FAKE_KEY", "OPENAI", "Outcome", "WIRES", "Wire", "Reply", "Server", "TERMINAL", "an_reply", "an_text_events", "anthropic_agent",
            "anthropic_wire_problems", "drive", "fd_count", "oa_finish", "oa_reply", "oa_text", "oa_tool",
            "oa_usage", "openai_agent", "openai_wire_problems", "sse", "wait_for"]
 
@@ -282,3 +282,28 @@ def anthropic_wire_problems(body: Dict[str, Any]) -> List[str]:
     if messages and messages[-1].get("role") != "user":
         problems.append("the request ends with an assistant message")
     return problems
+
+
+# --- one interface over both wire formats ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Wire:
+    """How to script and check one provider: ``agent(server, ...)``; ``reply(*texts)`` a whole
+    answer; ``partial(*texts)`` the chunks of an answer cut after those texts (the server
+    then stalls, drops, ...); ``tools_reply((id, name, args_json), ...)``; ``problems(body)``."""
+
+    name: str
+    agent: Callable[..., Agent]
+    reply: Callable[..., Reply]
+    partial: Callable[..., List[bytes]]
+    tools_reply: Callable[..., Reply]
+    problems: Callable[[Dict[str, Any]], List[str]]
+    path: str
+
+
+OPENAI = Wire("openai", openai_agent, oa_reply, lambda *texts: [oa_text(t) for t in texts], oa_tools_reply,
+              openai_wire_problems, "/v1/chat/completions")
+ANTHROPIC = Wire("anthropic", anthropic_agent, an_reply,
+                 lambda *texts: [an_start()] + an_text_events(*texts)[:-1], an_tools_reply,
+                 anthropic_wire_problems, "/v1/messages")
+WIRES = [OPENAI, ANTHROPIC]

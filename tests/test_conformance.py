@@ -221,10 +221,8 @@ def test_unsupported_folders_are_listed() -> None:
 def _server():
     if not WIRE.is_dir():
         pytest.skip(f"recorded transcripts not found at {WIRE}")
-    try:
-        from tests import server
-    except ImportError as exc:  # pragma: no cover - tests/server.py is written separately
-        pytest.skip(f"tests/server.py not available: {exc}")
+    from tests import server
+
     return server
 
 

@@ -10,6 +10,7 @@ from agentstream.messages import (ModelRequest, ModelResponse, RetryPromptPart, 
                                   ThinkingPart, ToolCallPart, ToolReturnPart, UserPromptPart)
 from agentstream.models._anthropic_stream import AnthropicTranslator
 from agentstream.models._base import ModelRequestParameters, ToolDefinition
+from agentstream.models.anthropic import AnthropicModel
 from agentstream.settings import ModelSettings
 
 from ._sse_helpers import Replay, anthropic_sse
@@ -24,12 +25,6 @@ def _clean_env(monkeypatch):
 
 
 def model_cls():
-    try:
-        from agentstream.models.anthropic import AnthropicModel
-    except ImportError as exc:  # the HTTP base class is written separately
-        if "_http_model" in str(exc):
-            pytest.skip(f"agentstream.models._http_model not available yet: {exc}")
-        raise
     return AnthropicModel
 
 
