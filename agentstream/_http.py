@@ -171,6 +171,19 @@ class AbortableAdapter(HTTPAdapter):
             manager.pool_classes_by_scheme = _POOLS
         return manager
 
+    def close(self) -> None:
+        """Close every pooled connection now. (urllib3 2's ``PoolManager.clear()`` only drops
+        the pools and leaves their sockets to the garbage collector, so a pool still referenced,
+        e.g. from the traceback of an error the caller keeps, kept its sockets open.)"""
+        managers = [self.poolmanager] + list(self.proxy_manager.values())
+        for manager in managers:
+            pools = getattr(manager, "pools", None)
+            for key in list(pools.keys()) if pools is not None else ():
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+        super().close()
+
 
 def new_session() -> requests.Session:
     """A session whose requests a cancel can abort at any point."""
@@ -373,12 +386,14 @@ class OpenResponse:
             log.debug("reading the error body failed: %s", exc)
         return b"".join(parts)[:limit]
 
-    def reads(self, decoder: Optional[SSEDecoder] = None) -> Iterator[List[ServerSentEvent]]:
+    def reads(self, decoder: Optional[SSEDecoder] = None,
+              keepalive: Optional[Callable[[ServerSentEvent], bool]] = None) -> Iterator[List[ServerSentEvent]]:
         """The body's SSE events as they arrive: one list per network read that completed any,
         then the flushed tail at EOF.
 
-        Idle time is measured from the last byte of content (keep-alive comments do not
-        count) and only while waiting for the server, not while the caller holds a batch.
+        Idle time is measured from the last byte of content and only while waiting for the
+        server, not while the caller holds a batch. Keep-alives do not count: ``:`` comment
+        lines, and events for which ``keepalive(event)`` is true (Anthropic's ``ping``).
         """
         decoder = decoder or SSEDecoder()
         last = time.monotonic()
@@ -397,9 +412,9 @@ class OpenResponse:
                                        line=exc.line.decode("utf-8", "replace")) from exc
             if events:
                 yield events
-            if events or decoder.content_lines != seen or _pending_content(decoder):
-                seen = decoder.content_lines
+            if _made_progress(decoder, seen, events, keepalive):
                 last = time.monotonic()
+            seen = decoder.content_lines
         try:
             tail = decoder.flush()
         except SSEDecodeError as exc:
@@ -438,6 +453,19 @@ def _pending_content(decoder: SSEDecoder) -> bool:
     """True while a non-comment line is partly received (a big event still arriving)."""
     partial = getattr(decoder, "_partial", None)  # SSEDecoder internals: pieces of the open line
     return bool(partial) and partial[0][:1] != b":"
+
+
+def _made_progress(decoder: SSEDecoder, seen: int, events: List[ServerSentEvent],
+                   keepalive: Optional[Callable[[ServerSentEvent], bool]]) -> bool:
+    """Did the last read carry content (restarting the idle timer)? Comments never do; nor
+    do events that are keep-alives, unless a real event has started after them."""
+    if keepalive is None:
+        return bool(events) or decoder.content_lines != seen or _pending_content(decoder)
+    if any(not keepalive(event) for event in events):
+        return True
+    pending_event = getattr(decoder, "_event", "")   # SSEDecoder internals: `event:` of the open event
+    started = bool(getattr(decoder, "_dirty", False)) and pending_event != "ping"
+    return started or _pending_content(decoder)
 
 
 def _is_timeout(exc: BaseException) -> bool:

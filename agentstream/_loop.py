@@ -154,12 +154,7 @@ class AgentLoop:
                     parts.append(SystemPromptPart(str(text)))
         if cfg.prompt is not None:
             parts.append(UserPromptPart(cfg.prompt))
-        if parts and state.messages and isinstance(state.messages[-1], ModelRequest):
-            # a history that ends with a request (e.g. the tool results of a cancelled run):
-            # add to it, so requests and responses still alternate (Anthropic requires it)
-            state.new_from = len(state.messages) - 1
-            state.messages[-1] = ModelRequest(list(state.messages[-1].parts) + parts)
-        elif parts:
+        if parts:
             state.messages.append(ModelRequest(parts))
 
     # -- one model request ------------------------------------------------------

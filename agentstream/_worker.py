@@ -137,10 +137,11 @@ def usage_so_far(state: RunState) -> Usage:
     if builder is not None:
         estimate = math.ceil((len(builder.text) + len(builder.thinking)) / 4)
         if builder.usage is not None:
-            # reported mid-response (Anthropic's message_start: output_tokens is a placeholder)
             partial = builder.usage.copy()
-            if partial.output_tokens < estimate:
-                partial.output_tokens = estimate
+            if builder.finish_reason is None:
+                # reported before the response ended (Anthropic's message_start): its output
+                # figure is provisional, so it is estimated from what arrived
+                partial.output_tokens = max(partial.output_tokens, estimate)
                 partial.estimated = True
         else:
             partial = Usage(output_tokens=estimate, estimated=True)

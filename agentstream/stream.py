@@ -46,7 +46,9 @@ class AgentStream:
         self._pending: Deque[Any] = deque()
         self._background: Optional[threading.Thread] = None
         self._thread = start_worker(shared)
-        self._finalizer = weakref.finalize(self, _on_drop, shared, unlink)
+        # a weak reference: the registry must not keep ``shared`` alive, or a run error whose
+        # traceback holds this stream (any ``result()`` that raised) would never be freed
+        self._finalizer = weakref.finalize(self, _on_drop, weakref.ref(shared), unlink)
 
     # -- public properties --------------------------------------------------------
     @property
@@ -280,8 +282,9 @@ def _sse_frame(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode("utf-8")
 
 
-def _on_drop(shared: RunShared, unlink: Callable[[], None]) -> None:
-    if not shared.done.is_set():
+def _on_drop(shared_ref: "weakref.ref[RunShared]", unlink: Callable[[], None]) -> None:
+    shared = shared_ref()   # None: the worker is gone too (it holds ``shared`` while it runs)
+    if shared is not None and not shared.done.is_set():
         shared.abandon()
     unlink()
 

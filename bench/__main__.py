@@ -81,20 +81,30 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--name", default="", help="results file name (default latest / quick)")
     parser.add_argument("--ci", action="store_true", help="also fail when a non-timing row misses its target")
     parser.add_argument("--strict", action="store_true", help="fail when any row misses its target")
+    parser.add_argument("--patch", default="", help="development only: apply bench.experiments patches "
+                        "(e.g. e2_bulk_chunked,e10_compact_text) to agentstream first")
     args = parser.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in only if g not in GROUPS]
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {GROUPS}")
     impl_names = [i.strip() for i in args.impls.split(",") if i.strip()] or list(IMPLS)
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.patch:
+        from . import experiments
+
+        for patch in args.patch.split(","):
+            getattr(experiments, patch)()
+        cfg["memory_patch"] = args.patch
+        print(f"[bench] patched agentstream with {args.patch} (not the shipped code)", file=sys.stderr)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > (os.cpu_count() or 1) * 0.5:
         print(f"[bench] warning: load average {load:.2f} on {os.cpu_count()} CPUs before the run: "
               "timings will be noisy", file=sys.stderr)
     started = time.perf_counter()
     rows = run(cfg, only, impl_names)
-    env = report.environment("quick" if args.quick else "full", time.perf_counter() - started)
+    mode = ("quick" if args.quick else "full") + (f", patched: {args.patch}" if args.patch else "")
+    env = report.environment(mode, time.perf_counter() - started)
     print()
     print(report.text_table(rows))
     for note in report.notes(rows):

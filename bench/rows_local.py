@@ -109,12 +109,13 @@ def context(server: Optional[LoopbackServer], impls: Dict[str, Any], cfg: Dict[s
     return [row]
 
 
-def _memory_process(server: LoopbackServer, impl: str, tokens: int, runs: int) -> Dict[str, Any]:
+def _memory_process(server: LoopbackServer, impl: str, tokens: int, runs: int,
+                    cfg: Dict[str, Any]) -> Dict[str, Any]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, "-m", "bench.memory", "--impl", impl,
            "--url", server.base_url(mode="fast", n=tokens, framing="close"), "--tokens", str(tokens),
            "--runs", str(runs), "--run-url", server.base_url(mode="fast", n=50, framing="chunked"),
-           "--run-tokens", "50"]
+           "--run-tokens", "50"] + (["--patch", cfg["memory_patch"]] if cfg.get("memory_patch") else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=600,
                           env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
     if proc.returncode != 0:
@@ -130,8 +131,8 @@ def memory(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any]) -
     growth = Row("memory.runs", f"memory: growth over {runs:,} runs (MB RSS; live objects)", "MB",
                  ratio_label="RSS growth MB", target="≤ 2 MB; < 1 object per 2 runs", timing=False)
     try:
-        mine = _memory_process(server, "agentstream", tokens, runs)
-        floor = _memory_process(server, "floor", tokens, 0)
+        mine = _memory_process(server, "agentstream", tokens, runs, cfg)
+        floor = _memory_process(server, "floor", tokens, 0, {})
         for name, data in (("agentstream", mine), ("floor", floor)):
             if not data["text_ok"]:
                 raise BenchError(f"{name} decoded the wrong text in the memory stream")

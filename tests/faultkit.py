@@ -20,11 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import pytest
+
 from agentstream import Agent, AgentStreamError, Timeout
+from agentstream.messages import ModelResponse, TextPart
 from agentstream.models.anthropic import AnthropicModel
 from agentstream.models.openai_chat import OpenAIChatModel
 from tests.conftest import wait_no_agentstream_threads
 from tests.server import FAKE_KEY, Reply, Server, sse, sse_event
+from tests.validators import validate_conversation
 
 __all__ = ["ANTHROPIC", "FAKE_KEY", "OPENAI", "Outcome", "WIRES", "Wire", "Reply", "Server", "TERMINAL", "an_reply", "an_text_events", "anthropic_agent",
            "anthropic_wire_problems", "drive", "fd_count", "oa_finish", "oa_reply", "oa_text", "oa_tool",
@@ -307,3 +311,51 @@ ANTHROPIC = Wire("anthropic", anthropic_agent, an_reply,
                  lambda *texts: [an_start()] + an_text_events(*texts)[:-1], an_tools_reply,
                  anthropic_wire_problems, "/v1/messages")
 WIRES = [OPENAI, ANTHROPIC]
+
+
+# --- fixtures and checks shared by the fault tests -----------------------------------------------
+
+@pytest.fixture(name="server")
+def server_fixture(no_thread_leak: Any) -> Any:
+    """A fault ``Server``; afterwards no server thread is left and no fd more than before."""
+    gc.collect()
+    fds = fd_count()
+    with Server() as srv:
+        yield srv
+    assert not srv.leaked, srv.leaked
+    assert settle_resources(fds) <= fds, "a socket or file was left open"
+
+
+@pytest.fixture(name="make")
+def make_fixture(server: Any) -> Any:
+    """``make(wire=OPENAI, **model_kwargs)`` -> Agent; fast back-off; models closed at the end."""
+    made: List[Any] = []
+
+    def make_agent(wire=OPENAI, agent_kwargs=None, **model_kwargs: Any) -> Any:
+        agent = wire.agent(server, model_kwargs=model_kwargs, **(agent_kwargs or {}))
+        agent.model.retry_base, agent.model.retry_max_delay = 0.01, 0.02
+        made.append(agent)
+        return agent
+
+    yield make_agent
+    for agent in made:
+        agent.model.close()
+
+
+def assert_failed(out: Outcome, cls: type, *needles: str, partial: str = "", retries: int = 0) -> Any:
+    """The run ended with one Error event carrying ``cls``, its message naming the cause,
+    the partial text on the exception and the stream, a valid history and usage."""
+    error = out.error
+    assert isinstance(error, cls), repr(error)
+    assert out.check_terminal("error").error is error
+    for needle in needles:
+        assert needle in str(error), (needle, str(error))
+    assert error.partial_text == partial == out.stream.text
+    assert error.usage is not None and error.usage.requests == 1
+    validate_conversation(error.messages, require_request_last=False)
+    assert len(out.of("retrying")) == retries, out.of("retrying")
+    if partial:
+        last = error.messages[-1]
+        assert isinstance(last, ModelResponse) and TextPart(partial) in last.parts   # the partial is kept
+        assert error.usage.estimated and error.usage.output_tokens >= 1           # the server sent no usage
+    return error

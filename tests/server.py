@@ -10,8 +10,9 @@ headers, gated chunks, raw bytes. Usage::
         server.requests[0].json            # what the client sent
         server.disconnected.wait(2)        # the client hung up
 
-Replies are consumed in order, one per request (an unscripted request gets a 500 and is
-recorded in ``errors``). Each connection has its own thread; keep-alive is honoured for
+Replies are consumed in order, one per request; with none queued, ``responder(request)``
+answers if set (for concurrent clients), else the request gets a 500 and is recorded in
+``errors``. Each connection has its own thread; keep-alive is honoured for
 chunked and Content-Length replies. Every wait inside the server also ends when the client
 disconnects or the server stops, so ``stop()`` (or leaving ``with``) always returns promptly
 and every server thread ("testserver-*") ends.
@@ -147,6 +148,9 @@ class Server:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self.leaked: List[str] = []
+        #: ``responder(request) -> Reply`` answers when no scripted reply is queued (concurrent
+        #: clients, whose requests arrive in no fixed order)
+        self.responder: Optional[Any] = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> "Server":
@@ -219,6 +223,8 @@ class Server:
                     self.requests.append(request)
                     reply = self._replies.popleft() if self._replies else None
                     self._cond.notify_all()
+                if reply is None and self.responder is not None:
+                    reply = self.responder(request)
                 if reply is None:
                     self.errors.append(f"no scripted reply for {request.method} {request.path}")
                     reply = Reply.json(500, {"error": {"message": "test server: no scripted reply"}})

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -38,6 +39,7 @@ except ImportError:  # pragma: no cover
 
 import requests
 from requests.structures import CaseInsensitiveDict
+from urllib.parse import urlsplit
 
 from .. import _http, _retry
 from .._sse import ServerSentEvent
@@ -194,6 +196,10 @@ class HTTPModel(Model):
             raise UserError(f"max_retries must be an int >= 0, got {max_retries!r}")
         if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
             raise UserError(f"read_size must be a positive int, got {read_size!r}")
+        if context_window is not None and (isinstance(context_window, bool) or not isinstance(context_window, int)
+                                           or context_window < 1):
+            raise UserError(f"context_window must be a positive int (tokens) or None, got {context_window!r}")
+        _check_base_url(base_url)
         self._model_name = model_name
         self.base_url = base_url.rstrip("/")
         if api_key is None and self.api_key_env:
@@ -255,6 +261,14 @@ class HTTPModel(Model):
         if should in ("true", "false"):
             error.should_retry = should == "true"  # type: ignore[attr-defined]
         return error
+
+    def is_keepalive(self, event: ServerSentEvent) -> bool:
+        """An event that only keeps the connection alive (Anthropic's ``ping``, also when a
+        proxy dropped its ``event:`` line). It does not restart ``Timeout.idle``."""
+        if event.event == "ping":
+            return True
+        data = event.data
+        return len(data) < 64 and '"ping"' in data and data.replace(" ", "") == '{"type":"ping"}'
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether a request that failed before any output may be retried."""
@@ -334,7 +348,7 @@ class HTTPModel(Model):
     def _batches(self, response: _http.OpenResponse, translator: Translator) -> Iterator[List[StreamItem]]:
         """The items of each network read, as one list (the loop hands each to the consumer at
         once); items translated before an error in the same read are yielded first."""
-        for events in response.reads():
+        for events in response.reads(keepalive=self.is_keepalive):
             out: List[StreamItem] = []
             try:
                 for event in events:
@@ -380,8 +394,8 @@ class HTTPModel(Model):
         if isinstance(data, dict) and data.get("error"):
             return ModelStreamError(f"error in the stream: {message or etype or 'unknown error'}",
                                     line=event.data, error_type=etype, status=_error_status(data))
-        return ModelStreamError("the stream contained a line that is not Server-Sent Events",
-                                line=event.data)
+        return ModelStreamError(f"the stream contained a line that is not Server-Sent Events "
+                                f"(no 'data:' field): {event.data[:200]!r}", line=event.data)
 
     def _scrub(self, exc: BaseException) -> BaseException:
         """Remove the API key from an error's message and attributes (belt and braces)."""
@@ -394,6 +408,22 @@ class HTTPModel(Model):
                 setattr(exc, name, value.replace(key, "***"))
         exc.args = tuple(a.replace(key, "***") if isinstance(a, str) else a for a in exc.args)
         return exc
+
+
+def _check_base_url(url: str) -> None:
+    """Refuse a base URL no request could use, at construction rather than at the first request."""
+    shown = re.sub(r"\?.*", "", re.sub(r"//[^/@]*@", "//", url))   # never show credentials or a query
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise UserError(f"base_url {shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        guess = "http://" + shown
+        hint = f" (did you mean {guess!r}?)" if "://" not in url and not url.startswith(("http:", "https:")) \
+            and " " not in url and urlsplit(guess).hostname else ""
+        raise UserError(f"base_url must be an http:// or https:// URL with a host, such as "
+                        f"'https://api.openai.com/v1', got {shown!r}{hint}")
 
 
 def _one_or_list(batch: List[StreamItem]) -> Any:
