@@ -77,6 +77,8 @@ class ResponseBuilder:
                 parts = self._text[item.part_id] = []
                 self._order.append(("text", item.part_id))
             parts.append(item.text)
+            if len(parts) > 4096:  # memory: fold fragments of a long text into one string
+                parts[:] = ["".join(parts)]
             self.emitted += 1
             return [TextDelta(item.text)]
         if type(item) is ToolCallChunk:
@@ -105,6 +107,8 @@ class ResponseBuilder:
         if not item.text:
             return []
         state[0].append(item.text)
+        if len(state[0]) > 4096:
+            state[0][:] = ["".join(state[0])]
         self.emitted += 1
         return [ThinkingDelta(item.text)]
 

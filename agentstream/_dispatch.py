@@ -44,6 +44,11 @@ class Dispatcher:
         self._listeners: List[Callable[[Any], Any]] = []
         self.empty = not self._on_event and not self._routes
 
+    @property
+    def watches_tool_calls(self) -> bool:
+        """True when a handler must see each ToolCallComplete before the tool runs."""
+        return bool(self._on_event or self._listeners or "tool_call_complete" in self._routes)
+
     def add_listener(self, fn: Callable[[Any], Any]) -> None:
         """Also call ``fn(event)`` for every event, after the routed handlers."""
         self._listeners.append(fn)

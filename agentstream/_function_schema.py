@@ -162,6 +162,11 @@ def function_schema(
     if takes_ctx:
         if not plist or plist[0].kind in (plist[0].VAR_POSITIONAL, plist[0].VAR_KEYWORD):
             raise ToolDefinitionError(f"tool {label} has takes_ctx=True but no first parameter for the RunContext")
+        first_ann = annotation(plist[0])
+        if first_ann not in (inspect.Parameter.empty, Any, object) and not _is_run_context(first_ann):
+            raise ToolDefinitionError(
+                f"tool {label} takes a RunContext first (as @agent.tool does), but its first parameter "
+                f"{plist[0].name!r} is annotated {first_ann!r}; register it with @agent.tool_plain instead")
         if plist[0].kind is plist[0].KEYWORD_ONLY:
             ctx_keyword = plist[0].name
         plist = plist[1:]

@@ -194,6 +194,10 @@ class AgentLoop:
                         elif kind == "thinking_delta":
                             thinking_chunks.append(event.text)
                     emit(batch[0] if len(batch) == 1 else batch)  # one queue hand-off per read
+                    if len(text_chunks) > 4096:  # memory: a long answer as one string, not 1M small ones
+                        text_chunks[:] = ["".join(text_chunks)]
+                    if len(thinking_chunks) > 4096:
+                        thinking_chunks[:] = ["".join(thinking_chunks)]
         finally:
             close = getattr(items, "close", None)
             if close is not None:

@@ -49,6 +49,9 @@ class RunShared:
         self.output: Any = None
         self.error: Optional[BaseException] = None
         self.terminal: Any = None
+        # wait for the consumer to handle ToolCallComplete before tools run: set when
+        # on_tool_call/on_event handlers exist or the stream is iterated
+        self.sync_tool_calls = False
 
     def abandon(self) -> None:
         """The stream was dropped: stop, nobody will read the queue."""
@@ -65,7 +68,7 @@ class RunShared:
             except queue.Full:
                 if self.cancel.is_set():
                     raise CancelledRun() from None
-        if wait:
+        if wait and self.sync_tool_calls:
             barrier = Barrier()
             self.emit(barrier)
             while not barrier.handled.wait(0.1):

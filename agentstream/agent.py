@@ -12,6 +12,7 @@ from ._loop import RunConfig
 from ._output import OutputSchema
 from ._worker import RunShared
 from .exceptions import UserError
+from .messages import ModelRequest, ModelResponse
 from .models import Model, infer_model
 from .result import RunResult
 from .settings import Compression, ModelSettings
@@ -128,6 +129,10 @@ class Agent(Generic[DepsT, OutputT]):
         if prompt is not None and not isinstance(prompt, str):
             raise UserError(f"prompt must be a str, got {type(prompt).__name__}")
         history = list(message_history or [])
+        for i, message in enumerate(history):
+            if not isinstance(message, (ModelRequest, ModelResponse)):
+                raise UserError(f"message_history[{i}] is a {type(message).__name__}, not a ModelRequest or "
+                                "ModelResponse (load stored JSON with messages_from_json)")
         if prompt is None and not history:
             raise UserError("run_stream needs a prompt (or a message_history to continue)")
         if usage_limits is not None and not isinstance(usage_limits, UsageLimits):

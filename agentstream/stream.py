@@ -45,6 +45,7 @@ class AgentStream:
         self._handler_error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
         self._background: Optional[threading.Thread] = None
+        shared.sync_tool_calls = dispatcher.watches_tool_calls
         self._thread = start_worker(shared)
         # a weak reference: the registry must not keep ``shared`` alive, or a run error whose
         # traceback holds this stream (any ``result()`` that raised) would never be freed
@@ -83,6 +84,7 @@ class AgentStream:
             if self._iterating or self._background is not None:
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
             self._iterating = True
+        self._shared.sync_tool_calls = True  # the loop body sees each call before its tool runs
         return self._iterate()
 
     def _iterate(self) -> Iterator[Event]:
@@ -206,6 +208,7 @@ class AgentStream:
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
             if on_event is not None:
                 self._dispatch.add_listener(on_event)
+                self._shared.sync_tool_calls = True
             self._background = threading.Thread(target=self._consume_quietly, daemon=True,
                                                  name=f"agentstream-dispatch-{self.run_id[:8]}")
         self._background.start()

@@ -1,11 +1,13 @@
 """Usage accounting and usage limits.
 
-Leaf module: imports nothing from the rest of the package.
+Imports only ``exceptions`` from the package.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional
+
+from .exceptions import UserError
 
 __all__ = ["Usage", "UsageLimits"]
 
@@ -58,7 +60,7 @@ class Usage:
 
 def _check_positive(name: str, value: Optional[int]) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ValueError(f"UsageLimits.{name} must be a non-negative int or None, got {value!r}")
+        raise UserError(f"UsageLimits.{name} must be a non-negative int or None, got {value!r}")
 
 
 @dataclass(frozen=True)

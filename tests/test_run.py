@@ -365,3 +365,29 @@ def test_pause_turn_is_continued_with_another_request(no_thread_leak):
     result = Agent(scripted(["searching", FinishReport("pause_turn")], second)).run("x")
     assert result.output == " and done" and result.usage.requests == 2
     assert seen[0].text == "searching"  # the paused response was sent back
+
+
+def test_tool_decorator_rejects_a_non_context_first_parameter():
+    agent = Agent(TestModel())
+    with pytest.raises(UserError, match="tool_plain"):
+        @agent.tool
+        def add(a: int, b: int) -> int:
+            return a + b
+
+
+def test_message_history_must_hold_messages():
+    with pytest.raises(UserError, match=r"message_history\[0\] is a dict"):
+        Agent(TestModel()).run_stream("x", message_history=[{"kind": "request"}])
+
+
+def test_usage_limits_reject_negative_values():
+    with pytest.raises(UserError, match="request_limit"):
+        UsageLimits(request_limit=-1)
+
+
+def test_long_answers_are_folded_without_losing_text(no_thread_leak):
+    pieces = [f"{i}," for i in range(10_000)]
+    stream = Agent(scripted(pieces)).run_stream("x")
+    result = stream.result()
+    assert result.output == "".join(pieces) == stream.text
+    assert len(stream._shared.state.text_chunks) < 4100  # folded, not 10,000 small strings
