@@ -87,6 +87,7 @@ def consume_in_thread(model: TinyModel, cancel: CancelToken):
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
 def test_token_reaches_consumer_before_next_chunk(server, make_model, chunked):
+    """gotcha #1: read1, no hold-back on chunked or close-delimited bodies"""
     gate = threading.Event()
     server.enqueue(Reply.sse({"t": "Hel"}, {"t": "lo"}, "[DONE]", chunked=chunked, gates={1: gate},
                              gate_timeout=3))
@@ -291,6 +292,7 @@ def test_cancel_before_request_sends_nothing(server, make_model):
 # --- broken streams ----------------------------------------------------------------------------
 
 def test_drop_mid_chunk(server, make_model):
+    """gotcha #24: connection cut mid-stream"""
     server.enqueue(Reply.sse({"t": "a"}, {"t": "b"}, {"t": "c"}, drop_mid_chunk=2))
     items, error = collect(make_model())
     assert texts(items) == ["a", "b"]
@@ -306,6 +308,7 @@ def test_drop_mid_event_close_delimited(server, make_model):
 
 
 def test_reset_mid_stream(server, make_model):
+    """gotcha #24"""
     gate = threading.Event()
     server.enqueue(Reply.sse({"t": "a"}, {"t": "b"}, reset_after=2, gates={2: gate}))
     items, error = collect(make_model(), on_item=lambda item: gate.set() if item.text == "b" else None)
@@ -314,6 +317,7 @@ def test_reset_mid_stream(server, make_model):
 
 
 def test_eof_without_terminator(server, make_model):
+    """gotcha #23: a stream that ends without its terminator is an error"""
     server.enqueue(Reply.sse({"t": "a"}))
     items, error = collect(make_model())
     assert texts(items) == ["a"]
@@ -327,6 +331,7 @@ def test_invalid_utf8(server, make_model):
 
 
 def test_stray_json_error_line(server, make_model):
+    """gotcha #21: raw JSON error without data:"""
     line = b'{"error":{"code":400,"message":"context size exceeded","type":"exceed_context_size_error"}}\n'
     server.enqueue(Reply(chunks=[line]))
     items, error = collect(make_model())
@@ -359,6 +364,7 @@ def test_401_maps_to_authentication_error_without_the_key(server, make_model):
 
 
 def test_json_error_body_with_status_200(server, make_model):
+    """gotcha #22: status and content type checked before SSE parsing"""
     server.enqueue(Reply.json(200, {"error": {"message": "prompt is too long", "type": "invalid_request_error"}}))
     items, error = collect(make_model())
     assert isinstance(error, ModelHTTPError) and error.status == 400
@@ -372,6 +378,7 @@ def test_json_body_that_is_not_an_error(server, make_model):
 
 
 def test_wrong_content_type(server, make_model):
+    """gotcha #22"""
     server.enqueue(Reply(headers={"Content-Type": "text/html"}, chunks=[b"<html>gateway</html>"], length=True))
     items, error = collect(make_model())
     assert isinstance(error, ModelStreamError) and "text/html" in str(error)

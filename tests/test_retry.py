@@ -64,6 +64,7 @@ def test_is_retryable(error, expected):
 
 
 def test_parse_retry_after():
+    # gotcha #25: retry-after-ms, retry-after seconds or HTTP date
     now = time.time()
     future = email.utils.formatdate(now + 10, usegmt=True)
     past = email.utils.formatdate(now - 10, usegmt=True)

@@ -16,6 +16,11 @@ def stray(line: str, id=None) -> ServerSentEvent:
     return E(event="stray", data=line, id=id, stray=True)
 
 
+# Gotchas (../shared/notes/streaming-gotchas.md) each fixture covers, fed whole, split at
+# every offset and byte by byte: #2 crlf / mixed-endings (CRLF straddling reads), #3 and #4
+# unicode-separators-not-split (decode per complete line; split UTF-8), #5 crlf, #6 no-space,
+# #7 multiline-json, #8 comments / no-data-no-dispatch, #9 unterminated-last-event,
+# #21 stray-json-error / stray-inside-event.
 # name, raw bytes, events from feed(), events from flush(), ended_cleanly (before and after
 # flush), content_lines, comment_lines
 FIXTURES = [
