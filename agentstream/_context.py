@@ -92,10 +92,12 @@ class ContextManager:
 
 
 def _shift_new_from(state: Any, original: List[Any], messages: List[Any]) -> None:
-    """Keep ``RunResult.new_messages()`` right after messages before it were dropped:
-    ``new_from`` becomes the index of the first message of this run that survived."""
+    """Keep ``RunResult.new_messages()`` right after compression: ``new_from`` becomes the
+    index after the last message that is an unchanged message from before this run (a
+    message the compression made, e.g. a prompt merged with a summary, counts as new)."""
     new_from = getattr(state, "new_from", None)
     if new_from is None:
         return
-    new_ids = {id(m) for m in original[new_from:]}
-    state.new_from = next((i for i, m in enumerate(messages) if id(m) in new_ids), len(messages))
+    old_ids = {id(m) for m in original[:new_from]}
+    last_old = max((i for i, m in enumerate(messages) if id(m) in old_ids), default=-1)
+    state.new_from = last_old + 1

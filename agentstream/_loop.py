@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import pydantic
+from pydantic_core import to_jsonable_python
 
 from ._accumulate import ResponseBuilder
 from ._output import OutputSchema
@@ -208,6 +209,7 @@ class AgentLoop:
         response.usage.requests = 1
         state.builder = None
         state.messages.append(response)
+        state.pending_calls, state.done_results = response.tool_calls, {}  # answered if the run ends now
         state.usage.add(response.usage)
         if response.usage.input_tokens:
             state.last_prompt_tokens = response.usage.input_tokens
@@ -281,6 +283,7 @@ class AgentLoop:
                     f"running {len(function_calls)} more tool call(s) would exceed tool_calls_limit={bound}",
                     limit="tool_calls_limit", value=state.usage.tool_calls + len(function_calls))
         results = self._execute_all(calls, step.invalid_args)
+        self._update_retries(results)
         state.messages.append(ModelRequest(results))
         state.pending_calls = []
         state.done_results = {}
@@ -294,17 +297,23 @@ class AgentLoop:
             value = self.cfg.output.from_args(call.args)
         except (pydantic.ValidationError, ValueError) as exc:
             self._count_retry(call.tool_name, self.cfg.default_retries)
-            parts: List[Any] = [RetryPromptPart(_error_text(exc), call.tool_name, call.tool_call_id)]
-            parts += [ToolReturnPart(c.tool_name, NOT_RUN_RESULT, c.tool_call_id, is_error=True)
-                      for c in calls if c is not call]
-            self.state.messages.append(ModelRequest(parts))
-            self.state.pending_calls = []
-            return RequestModel()
-        parts = [ToolReturnPart(c.tool_name, "Final result processed." if c is call else NOT_RUN_RESULT,
-                                c.tool_call_id, is_error=c is not call) for c in calls]
+            text = _error_text(exc)
+            final: Any = (RetryPromptPart(text, call.tool_name, call.tool_call_id), False, text, text)
+            step: Step = RequestModel()
+        else:
+            done = "Final result processed."
+            final = (ToolReturnPart(call.tool_name, done, call.tool_call_id), True, None, done)
+            step = Done(value)
+        parts = []
+        for c in calls:  # the other calls of this response are answered, not run
+            outcome = final if c is call else (
+                ToolReturnPart(c.tool_name, NOT_RUN_RESULT, c.tool_call_id, is_error=True),
+                False, NOT_RUN_RESULT, NOT_RUN_RESULT)
+            self._report(c, outcome, count=False)
+            parts.append(outcome[0])
         self.state.messages.append(ModelRequest(parts))
         self.state.pending_calls = []
-        return Done(value)
+        return step
 
     def _execute_all(self, calls: List[ToolCallPart], invalid: Dict[str, str]) -> List[Any]:
         workers = min(self.cfg.max_tool_workers, len(calls))
@@ -331,15 +340,25 @@ class AgentLoop:
                 raise
         return parts
 
+    def _update_retries(self, results: List[Any]) -> None:
+        """One retry per tool per response that needs one; a tool that worked starts afresh."""
+        retried = {p.tool_name for p in results if isinstance(p, RetryPromptPart)}
+        for name in sorted(retried):
+            tool = self.cfg.tools[name]
+            self._count_retry(name, tool.max_retries if tool.max_retries is not None else self.cfg.default_retries)
+        for part in results:
+            if isinstance(part, ToolReturnPart) and not part.is_error and part.tool_name not in retried:
+                self.state.retries.pop(part.tool_name, None)
+
     def _execute_if_not_cancelled(self, call: ToolCallPart, invalid: Dict[str, str]) -> Any:
         if self.cancel.is_set():
             return None
         return self._execute(call, invalid)
 
-    def _report(self, call: ToolCallPart, outcome: Any) -> None:
+    def _report(self, call: ToolCallPart, outcome: Any, count: bool = True) -> None:
         part, success, error, result = outcome
         self.state.done_results[call.tool_call_id] = part
-        if success:
+        if success and count:
             self.state.usage.tool_calls += 1
         self.emit(ToolExecuted(call.tool_name, call.tool_call_id, success, error, result))
 
@@ -350,26 +369,27 @@ class AgentLoop:
             names = ", ".join(sorted(self.cfg.tools)) or "none"
             error = f"Unknown tool name: {call.tool_name!r}. Available tools: {names}."
             return ToolReturnPart(call.tool_name, error, call.tool_call_id, is_error=True), False, error, error
-        budget = tool.max_retries if tool.max_retries is not None else self.cfg.default_retries
         try:
             if call.tool_call_id in invalid:
                 raise ValueError(invalid[call.tool_call_id])
             kwargs = tool.schema.validate(call.args)
         except (pydantic.ValidationError, ValueError) as exc:
-            return self._retry_tool(tool, call, budget, _error_text(exc))
+            return self._retry_tool(tool, call, _error_text(exc))
         ctx = self.ctx(tool_name=tool.name, tool_call_id=call.tool_call_id,
                        retry=self.state.retries.get(tool.name, 0))
         try:
             result = tool.schema.call(ctx, kwargs)
         except ModelRetry as exc:
-            return self._retry_tool(tool, call, budget, exc.message)
+            return self._retry_tool(tool, call, exc.message)
         except Exception as exc:
             return self._tool_failed(call, exc)
-        self.state.retries.pop(tool.name, None)
-        return ToolReturnPart(tool.name, result, call.tool_call_id), True, None, result
+        # the history keeps a JSON-safe copy (any object a tool returns can be stored and sent);
+        # ToolExecuted.result keeps the object itself
+        content = result if isinstance(result, (str, int, float, bool, type(None))) \
+            else to_jsonable_python(result, fallback=str)
+        return ToolReturnPart(tool.name, content, call.tool_call_id), True, None, result
 
-    def _retry_tool(self, tool: Tool, call: ToolCallPart, budget: int, text: str) -> Any:
-        self._count_retry(tool.name, budget)
+    def _retry_tool(self, tool: Tool, call: ToolCallPart, text: str) -> Any:
         return RetryPromptPart(text, tool.name, call.tool_call_id), False, text, text
 
     def _tool_failed(self, call: ToolCallPart, exc: BaseException) -> Any:

@@ -12,7 +12,7 @@ import logging
 import math
 import queue
 import threading
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ._cancel import CancelToken
 from ._loop import AgentLoop, CancelledRun, RunConfig, RunState, close_calls
@@ -117,15 +117,15 @@ def _main(shared: RunShared) -> None:
             shared.done.set()
 
 
-def history_so_far(state: RunState) -> List[Any]:
+def history_so_far(state: RunState, reason: str = "cancelled") -> List[Any]:
     """The history at a cancel or error, valid to send again: the partial
-    response kept, and every tool call that did not run answered."""
+    response kept (finish_reason ``reason``), and every tool call that did not run answered."""
     messages = list(state.messages)
     calls, done = state.pending_calls, state.done_results
     if state.builder is not None:
         partial = state.builder.build(partial=True)
         if partial.parts:
-            partial.finish_reason = "cancelled"
+            partial.finish_reason = reason
             messages.append(partial)
             calls, done = partial.tool_calls, {}
     if calls:
@@ -153,28 +153,29 @@ def usage_so_far(state: RunState) -> Usage:
     return usage
 
 
-def _cancelled(shared: RunShared) -> Cancelled:
+def _partial(shared: RunShared, reason: str) -> Dict[str, Any]:
+    """Everything a cancelled or failed run had, as RunCancelled / Cancelled fields."""
     state = shared.state
     pending = [c.tool_name for c in state.pending_calls if c.tool_call_id not in state.done_results]
     if state.builder is not None:
         pending += state.builder.tool_names()
-    usage = usage_so_far(state)
-    messages = history_so_far(state)
-    text, thinking = "".join(state.text_chunks), "".join(state.thinking_chunks)
-    shared.error = RunCancelled(partial_text=text, partial_thinking=thinking, pending_tools=pending,
-                                messages=messages, usage=usage, run_id=shared.cfg.run_id)
-    return Cancelled(text, thinking, pending, usage, messages)
+    return {"partial_text": "".join(state.text_chunks), "partial_thinking": "".join(state.thinking_chunks),
+            "pending_tools": pending, "usage": usage_so_far(state),
+            "messages": history_so_far(state, reason), "run_id": shared.cfg.run_id}
+
+
+def _cancelled(shared: RunShared) -> Cancelled:
+    values = _partial(shared, "cancelled")
+    shared.error = RunCancelled(**values)
+    return Cancelled(values["partial_text"], values["partial_thinking"], values["pending_tools"],
+                     values["usage"], values["messages"])
 
 
 def _attach_partial(exc: BaseException, shared: RunShared) -> None:
-    state = shared.state
-    values = {"partial_text": "".join(state.text_chunks), "partial_thinking": "".join(state.thinking_chunks),
-              "usage": usage_so_far(state), "messages": history_so_far(state), "run_id": shared.cfg.run_id}
-    for name, value in values.items():
+    for name, value in _partial(shared, "error").items():
+        if name == "pending_tools" and not isinstance(exc, RunCancelled):
+            continue
         try:
             setattr(exc, name, value)
         except Exception:  # some exception types refuse attributes
             pass
-
-
-__all__ = ["END", "Barrier", "RunShared", "history_so_far", "start_worker", "usage_so_far"]

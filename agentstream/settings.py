@@ -78,7 +78,7 @@ class ModelSettings:
     tool_choice: Optional[Any] = None
     parallel_tool_calls: Optional[bool] = None
     thinking_budget: Optional[int] = None
-    extra_headers: Optional[Dict[str, str]] = None
+    extra_headers: Optional[Dict[str, str]] = field(default=None, repr=False)  # may hold keys
     extra_body: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:

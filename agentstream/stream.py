@@ -40,7 +40,7 @@ class AgentStream:
         self._dispatch = dispatcher
         self._unlink = unlink
         self._lock = threading.Lock()
-        self._iterating = False
+        self._consumer: Optional[int] = None  # ident of the consuming thread
         self._finished = False
         self._handler_error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
@@ -79,26 +79,39 @@ class AgentStream:
         self._shared.cancel.set()
 
     # -- consuming ------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Event]:
+    def _claim(self, *, again: bool = False) -> None:
+        """Become this stream's one consumer; ``again``: the same thread may go on
+        consuming (``result()`` after a partial ``for`` loop)."""
+        me = threading.get_ident()
         with self._lock:
-            if self._iterating or self._background is not None:
+            if self._background is not None or (
+                    self._consumer is not None and not (again and self._consumer == me)):
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
-            self._iterating = True
+            self._consumer = me
+
+    def __iter__(self) -> Iterator[Event]:
+        self._claim()
         self._shared.sync_tool_calls = True  # the loop body sees each call before its tool runs
         return self._iterate()
 
     def _iterate(self) -> Iterator[Event]:
-        while True:
-            try:
+        try:
+            while True:
                 event = self._next()
-            except KeyboardInterrupt:
+                if event is None:
+                    return
+                yield event
+                if isinstance(event, (Error, Cancelled)):
+                    self._drain_to_end()
+                    raise self._run_error()
+        finally:  # left early: break, an exception or Ctrl-C in the loop body, or here
+            if not self._finished:
                 self._cancel_and_drain()
-                raise
-            if event is None:
-                return
-            yield event
-            if isinstance(event, (Error, Cancelled)):
-                raise self._run_error()
+
+    def _drain_to_end(self) -> None:
+        """After the terminal event only END is left: take it, so the run is wrapped up."""
+        while not self._finished and self._next(timeout=5.0) is not _TIMEOUT:
+            pass
 
     def _next(self, timeout: Optional[float] = None) -> Any:
         """The next event after its handlers ran; None at the end; _TIMEOUT."""
@@ -175,8 +188,7 @@ class AgentStream:
             if self._background.is_alive():
                 raise TimeoutError(f"run {self.run_id} not finished after {timeout} s")
         else:
-            with self._lock:
-                self._iterating = True
+            self._claim(again=True)
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while not self._finished:
@@ -204,7 +216,7 @@ class AgentStream:
         (the notebook view uses it).
         """
         with self._lock:
-            if self._iterating or self._background is not None:
+            if self._consumer is not None or self._background is not None:
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
             if on_event is not None:
                 self._dispatch.add_listener(on_event)
@@ -255,10 +267,7 @@ class AgentStream:
 
     def iter_sse(self, heartbeat: float = 15.0) -> Iterator[bytes]:
         """The events as ``text/event-stream`` bytes; closing the generator cancels the run."""
-        with self._lock:
-            if self._iterating or self._background is not None:
-                raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
-            self._iterating = True
+        self._claim()
         try:
             while True:
                 try:
