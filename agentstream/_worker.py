@@ -24,7 +24,7 @@ from .usage import Usage
 log = logging.getLogger("agentstream")
 
 END = object()
-QUEUE_SIZE = 4096
+QUEUE_SIZE = 256  # items: an event, or the batch of one network read (<= read_size of bytes)
 
 
 class Barrier:

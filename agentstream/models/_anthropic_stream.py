@@ -22,12 +22,12 @@ cumulative (may restate input): fields are overlaid, the last report wins.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 from .._sse import ServerSentEvent
 from ..exceptions import ModelStreamError
 from ..usage import Usage
+from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
 
@@ -80,7 +80,7 @@ class AnthropicTranslator:
         if self._done or not data:
             return []
         try:
-            payload = json.loads(data)
+            payload = _json.loads(data)
         except ValueError:
             raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
         if not isinstance(payload, dict):

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional
 from .._sse import ServerSentEvent
 from ..exceptions import ModelStreamError
 from ..usage import Usage
+from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
 
@@ -39,6 +40,7 @@ _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "func
            "content_filter": "content_filter", "error": "error", "end_turn": "stop", "eos": "stop",
            "max_tokens": "length"}
 _OPEN, _CLOSE = "<think>", "</think>"
+_PLAIN_DELTA = frozenset(("content", "role", "refusal"))   # delta keys of a plain text chunk
 
 
 def map_finish_reason(reason: Any) -> Optional[str]:
@@ -156,7 +158,7 @@ class OpenAIChatTranslator:
             self._done = True
             return []
         try:
-            chunk = json.loads(data)
+            chunk = _json.loads(data)
         except ValueError:
             if event.stray:
                 raise ModelStreamError(f"unexpected non-SSE line in the stream: {data[:200]}", line=data) from None
@@ -167,6 +169,10 @@ class OpenAIChatTranslator:
             raise stream_error(chunk["error"], data)
         if event.stray:
             raise ModelStreamError(f"unexpected non-SSE line in the stream: {data[:200]}", line=data)
+        if self._think.state == "text":   # the common chunk, without the general walk below
+            text = self._plain_text(chunk)
+            if text is not None:
+                return [TextChunk(text)]
         items: List[StreamItem] = []
         self._info(chunk, items)
         choices = chunk.get("choices")
@@ -188,6 +194,31 @@ class OpenAIChatTranslator:
         return items
 
     # -- pieces -----------------------------------------------------------------
+    def _plain_text(self, chunk: Dict[str, Any]) -> Optional[str]:
+        """The content of a chunk that yields exactly ``[TextChunk(content)]`` past the
+        ``<think>`` check: one choice (index 0), a delta of only non-empty ``content``,
+        ``role`` and an empty ``refusal``, no finish_reason, usage or error, and no
+        model / id not reported yet. None for any other chunk."""
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None or "x_groq" in chunk:
+            return None
+        choice = choices[0]
+        if type(choice) is not dict or choice.get("finish_reason") is not None \
+                or choice.get("index", 0) not in (0, None):
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict or delta.get("refusal"):
+            return None
+        content = delta.get("content")
+        if type(content) is not str or not content:
+            return None
+        if not (self._model and self._id):   # would _info() report something?
+            model, rid = chunk.get("model"), chunk.get("id")
+            if (not self._model and isinstance(model, str) and model) or \
+                    (not self._id and isinstance(rid, str) and rid):
+                return None
+        return content
+
     def _info(self, chunk: Dict[str, Any], items: List[StreamItem]) -> None:
         model, rid = chunk.get("model"), chunk.get("id")
         model = model if isinstance(model, str) and model and not self._model else None

@@ -31,6 +31,9 @@ __all__ = ["OpenAIChatModel", "openai_messages", "openai_tool"]
 
 logger = logging.getLogger(__name__)
 
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call
+_dumps_unicode = json.JSONEncoder(ensure_ascii=False).encode
+
 
 def openai_tool(tool: ToolDefinition) -> Dict[str, Any]:
     return {"type": "function", "function": {"name": tool.name, "description": tool.description or "",
@@ -64,7 +67,7 @@ def _request_messages(message: ModelRequest) -> List[Dict[str, Any]]:
 def _response_message(message: ModelResponse) -> Optional[Dict[str, Any]]:
     text = "".join(p.content for p in message.parts if isinstance(p, TextPart))
     calls = [{"id": p.tool_call_id, "type": "function",
-              "function": {"name": p.tool_name, "arguments": json.dumps(p.args, ensure_ascii=False)}}
+              "function": {"name": p.tool_name, "arguments": _dumps_unicode(p.args)}}
              for p in message.parts if isinstance(p, ToolCallPart)]
     if not text and not calls:   # thinking-only or empty (cancelled) response: nothing to send
         return None
