@@ -20,6 +20,10 @@ A chunked body without ``Content-Encoding`` is decoded here instead (``_ChunkedR
 socket read, every complete HTTP chunk in it at once (http.client returns one HTTP chunk per
 call); it needs http.client's private attributes and falls back to ``read1`` without them.
 
+Sessions from ``new_session()`` keep up to ``POOL_MAXSIZE`` connections per host, and prepare
+each distinct request (url, headers) once: the environment (proxies, ``NO_PROXY``, CA bundle,
+``.netrc``) is read when a request is first prepared, not per request (``_post``).
+
 Cancel (R14): while a request is open, ``cancel.add_callback`` holds an ``_Abort`` handle that
 shuts the socket down from the cancelling thread (``response.close()`` does not wake a blocked
 read). Before the headers arrive the socket lives inside urllib3; sessions made by
@@ -339,8 +343,8 @@ def _post(session: requests.Session, url: str, json_body: Any, headers: Mapping[
         settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
         cached = (prepared, settings)
         if key is not None:
-            while len(prepared_cache) >= _PREPARED_MAX:
-                prepared_cache.pop(next(iter(prepared_cache)), None)
+            if len(prepared_cache) >= _PREPARED_MAX:   # headers that change per request: start over
+                prepared_cache.clear()
             prepared_cache[key] = cached
     prepared, settings = cached
     request = prepared.copy()
@@ -594,38 +598,51 @@ class _ChunkedReader:
 
     def _decode_into(self, out: List[bytes]) -> None:
         buf, pos, end = self._buf, 0, len(self._buf)
-        while pos < end:
-            if self._left:
-                take = min(self._left, end - pos)
-                out.append(buf[pos:pos + take])
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._skip = 2
-                continue
-            if self._skip:
-                take = min(self._skip, end - pos)
-                pos += take
-                self._skip -= take
-                continue
-            eol = buf.find(b"\n", pos)
-            if eol < 0:
-                if end - pos > _MAXLINE:
+        left, skip = self._left, self._skip
+        try:
+            while pos < end:
+                if left:
+                    take = left if left <= end - pos else end - pos
+                    out.append(buf[pos:pos + take])
+                    pos += take
+                    left -= take
+                    if not left:
+                        skip = 2
+                    continue
+                if skip:
+                    take = skip if skip <= end - pos else end - pos
+                    pos += take
+                    skip -= take
+                    continue
+                eol = buf.find(b"\n", pos)
+                if eol < 0:
+                    if end - pos > _MAXLINE:
+                        raise ChunkedBodyError("a chunk size or trailer line over 64 KiB")
+                    break
+                if eol + 1 - pos > _MAXLINE:
                     raise ChunkedBodyError("a chunk size or trailer line over 64 KiB")
-                break
-            line, pos = buf[pos:eol + 1], eol + 1
-            if len(line) > _MAXLINE:
-                raise ChunkedBodyError("a chunk size or trailer line over 64 KiB")
-            if self._trailers:
-                if line == b"\r\n" or line == b"\n":
-                    self._finish()
-                    return
-                continue
-            size = _chunk_size(line)
-            if size:
-                self._left = size
-            else:
-                self._trailers = True
+                if self._trailers:
+                    line, pos = buf[pos:eol + 1], eol + 1
+                    if line == b"\r\n" or line == b"\n":
+                        self._finish()
+                        return
+                    continue
+                try:
+                    size = int(buf[pos:eol], 16)   # as http.client: whitespace around it is fine
+                except ValueError:
+                    size = _chunk_size(buf[pos:eol + 1])   # an extension, or malformed
+                if size < 0:
+                    raise ChunkedBodyError(f"malformed chunk size line {bytes(buf[pos:eol + 1][:40])!r}")
+                pos = eol + 1
+                if not size:
+                    self._trailers = True
+                elif pos + size + 2 <= end:   # the whole chunk, and its CRLF, in this read
+                    out.append(buf[pos:pos + size])
+                    pos += size + 2
+                else:
+                    left = size
+        finally:
+            self._left, self._skip = left, skip
         self._buf = buf[pos:] if pos < end else b""
 
     def _finish(self) -> None:

@@ -207,7 +207,7 @@ class OpenAIChatTranslator:
                 or choice.get("index", 0) not in (0, None):
             return None
         delta = choice.get("delta")
-        if type(delta) is not dict or delta.get("refusal"):
+        if type(delta) is not dict or not delta.keys() <= _PLAIN_DELTA or delta.get("refusal"):
             return None
         content = delta.get("content")
         if type(content) is not str or not content:
