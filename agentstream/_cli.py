@@ -6,22 +6,23 @@ a second one quits at once. Without ``--model`` the model is chosen by
 ``detect_model()``: ``AGENTSTREAM_MODEL``, then an API key in the
 environment, then a local OpenAI-compatible server, else offline.
 
-Imports only the public package and ``models``; never imported by it.
+The model choice (provider table, local-server probing, ``--model`` specs) is in
+``_cli_models.py``; ``detect_model`` and ``probe_local_servers`` stay importable from here.
+Imports only the public package, ``models`` and ``_cli_models``; never imported by the package
+(only ``__main__`` runs it).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
+from ._cli_models import detect_model, import_attr, probe_local_servers, provider_rows, resolve_model
 from .agent import Agent
 from .exceptions import AgentStreamError, RunCancelled, UserError
 from .messages import ToolReturnPart
@@ -30,125 +31,10 @@ from .models.test import generate_args
 
 __all__ = ["detect_model", "main", "probe_local_servers"]
 
-PROBE_TIMEOUT = 0.3
 CANCEL_GRACE = 5.0  # seconds a cancelled run may take to stop before the CLI quits anyway
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_MODELS = (("OPENAI_API_KEY", "openai:gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic:claude-haiku-4-5"))
 DEMO_PROMPT = "What's the weather in Paris, and what is 2 + 3? Use the tools."
 DEMO_SYSTEM = "You are a helpful, terse assistant. Use the tools when they help."
-
-
-# -- the provider table (defensive: values may be plain strings or richer records) -------------------
-def _providers() -> Dict[str, Any]:
-    from .models._registry import KNOWN_PREFIXES
-
-    return dict(KNOWN_PREFIXES)
-
-
-def _field(info: Any, name: str) -> Any:
-    if isinstance(info, str):
-        return info if name == "description" else None
-    if isinstance(info, dict):
-        return info.get(name)
-    return getattr(info, name, None)
-
-
-def _base_url(info: Any) -> Optional[str]:
-    resolve = getattr(info, "resolve_base_url", None)
-    if callable(resolve):
-        return resolve()
-    env = _field(info, "base_url_env")
-    return (os.environ.get(env) if env else None) or _field(info, "base_url")
-
-
-# -- choosing a model ------------------------------------------------------------------------------
-def _local_candidates() -> List[Tuple[str, str]]:
-    """(prefix, base URL) of the keyless OpenAI-compatible servers on this machine."""
-    found = []
-    for prefix, info in _providers().items():
-        url = _base_url(info)
-        if (url and _field(info, "api") in (None, "openai-chat") and not _field(info, "key_required")
-                and urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")):
-            found.append((prefix, url.rstrip("/")))
-    return found or [("ollama", "http://localhost:11434/v1")]
-
-
-def _first_model(base_url: str, timeout: float) -> Optional[str]:
-    """The first chat model a server lists at ``{base_url}/models``, or None."""
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
-    try:
-        with opener.open(base_url + "/models", timeout=timeout) as response:
-            if response.status != 200:
-                return None
-            data = json.loads(response.read(1_000_000).decode("utf-8"))
-    except Exception:  # refused, timed out, not JSON: no server there
-        return None
-    ids = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict)] if isinstance(data, dict) else []
-    ids = [i for i in ids if isinstance(i, str) and i]
-    return next((i for i in ids if "embed" not in i.lower()), ids[0] if ids else None)
-
-
-def probe_local_servers(candidates: Optional[Sequence[Tuple[str, str]]] = None,
-                        timeout: float = PROBE_TIMEOUT) -> Optional[Tuple[str, str, str]]:
-    """Ask every local server at once (each bounded by ``timeout``); the first in
-    table order that lists a model wins: ``(prefix, model, base_url)`` or None."""
-    candidates = list(candidates if candidates is not None else _local_candidates())
-    if not candidates:
-        return None
-    with ThreadPoolExecutor(len(candidates), thread_name_prefix="agentstream-cli-probe") as pool:
-        models = list(pool.map(lambda c: _first_model(c[1], timeout), candidates))
-    for (prefix, url), model in zip(candidates, models):
-        if model:
-            return prefix, model, url
-    return None
-
-
-def detect_model(offline: Callable[[], Model]) -> Tuple[Union[str, Model], str]:
-    """The model to use when none is given, and a line saying why."""
-    chosen = os.environ.get("AGENTSTREAM_MODEL", "").strip()
-    if chosen:
-        return chosen, f"{chosen} (from AGENTSTREAM_MODEL)"
-    for env, spec in DEFAULT_MODELS:
-        if os.environ.get(env):
-            return spec, f"{spec} ({env} is set)"
-    local = probe_local_servers()
-    if local:
-        prefix, model, url = local
-        return f"{prefix}:{model}", f"{prefix}:{model} (local server at {url})"
-    return offline(), "offline model, no network (set OPENAI_API_KEY or ANTHROPIC_API_KEY, or start Ollama)"
-
-
-def _import_attr(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:  # the console script does not put the working directory on the path
-        sys.path.insert(0, os.getcwd())
-    value: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def resolve_model(spec: str) -> Union[str, Model]:
-    """``provider:model`` stays a string; ``module:attr`` naming a Model (or a
-    function returning one) in an importable module gives that Model."""
-    prefix = spec.partition(":")[0].strip().lower()
-    if prefix in _providers() or ":" not in spec:
-        return spec
-    try:
-        value = _import_attr(spec)
-    except ModuleNotFoundError as exc:
-        if exc.name != spec.partition(":")[0]:
-            raise
-        return spec  # not a module: let the registry say which prefixes exist
-    except AttributeError as exc:
-        raise UserError(f"--model {spec!r}: {exc}") from None
-    if callable(value) and not isinstance(value, Model):
-        value = value()
-    if not isinstance(value, Model):
-        raise UserError(f"--model {spec!r} names a {type(value).__name__}, not a Model")
-    return value
 
 
 def load_tools(specs: Sequence[str]) -> List[Any]:
@@ -160,7 +46,7 @@ def load_tools(specs: Sequence[str]) -> List[Any]:
         if ":" not in item:
             raise UserError(f"--tools {item!r}: expected module:function")
         try:
-            tool = _import_attr(item)
+            tool = import_attr(item)
         except (ImportError, AttributeError) as exc:
             raise UserError(f"--tools {item!r}: {exc}") from None
         if not callable(tool) and not hasattr(tool, "function"):
@@ -416,23 +302,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"> {DEMO_PROMPT}\n", flush=True)
     agent = Agent(model, system_prompt=DEMO_SYSTEM, tools=demo_tools())
     return stream_to_terminal(agent, DEMO_PROMPT, args.json)
-
-
-def provider_rows() -> List[Dict[str, Any]]:
-    """One dict per known prefix: what it is and what it needs."""
-    rows = []
-    for prefix, info in _providers().items():
-        key_env = _field(info, "key_env")
-        rows.append({
-            "prefix": prefix if prefix == "test" else f"{prefix}:",
-            "description": _field(info, "description") or "",
-            "key_env": key_env,
-            "key_required": bool(_field(info, "key_required")),
-            "key_set": bool(key_env and os.environ.get(key_env)),
-            "base_url": _base_url(info),
-            "base_url_env": _field(info, "base_url_env"),
-        })
-    return rows
 
 
 def cmd_models(args: argparse.Namespace) -> int:

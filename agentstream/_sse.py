@@ -6,6 +6,10 @@ each complete line is decoded as strict UTF-8, so reads that end mid-character a
 and U+0085 / U+2028 / U+2029 are never treated as line breaks.  Lenient extensions:
 ``flush()`` dispatches an unterminated last event at EOF, and a non-SSE line such as a
 raw ``{"error": ...}`` body is reported as a ``stray`` event instead of being dropped.
+
+``decoder_state`` / ``events_before_error`` / ``made_progress`` read the decoder's internals for
+a reader (``_http.OpenResponse.reads``): replaying a read that failed, and telling content from
+keep-alives. Imports only the standard library: no requests, nothing of agentstream.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["SSEDecodeError", "ServerSentEvent", "SSEDecoder"]
+__all__ = ["SSEDecodeError", "ServerSentEvent", "SSEDecoder", "decoder_state", "events_before_error",
+           "made_progress"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _BOM = b"\xef\xbb\xbf"
@@ -202,3 +207,51 @@ class SSEDecoder:
             self.content_lines += content
             self.comment_lines += comments
         return out
+
+
+# --- decoder internals, for a reader (``_http.OpenResponse.reads``) ------------------------
+
+def decoder_state(decoder: SSEDecoder) -> Optional[Dict[str, Any]]:
+    """A copy of the decoder's state (SSEDecoder internals), to replay a read that failed."""
+    state = getattr(decoder, "__dict__", None)
+    if state is None or not isinstance(state.get("_partial"), list) or not isinstance(state.get("_data"), list):
+        return None
+    state = state.copy()
+    state["_partial"] = state["_partial"][:]
+    state["_data"] = state["_data"][:]
+    return state
+
+
+def events_before_error(decoder: SSEDecoder, state: Optional[Dict[str, Any]], chunk: bytes) -> List[ServerSentEvent]:
+    """The events ``chunk`` completed before the line that made ``decoder.feed`` fail: the
+    decoder drops them with the error, and a read may hold many events (a whole chunked
+    read, or a close-delimited one), which the caller must still get before the error."""
+    if state is None:
+        return []
+    decoder.__dict__.update(state)
+    events: List[ServerSentEvent] = []
+    for line in chunk.splitlines(keepends=True):
+        try:
+            events.extend(decoder.feed(line))
+        except SSEDecodeError:
+            break
+    return events
+
+
+def _pending_content(decoder: SSEDecoder) -> bool:
+    """True while a non-comment line is partly received (a big event still arriving)."""
+    partial = getattr(decoder, "_partial", None)  # SSEDecoder internals: pieces of the open line
+    return bool(partial) and partial[0][:1] != b":"
+
+
+def made_progress(decoder: SSEDecoder, seen: int, events: List[ServerSentEvent],
+                   keepalive: Optional[Callable[[ServerSentEvent], bool]]) -> bool:
+    """Did the last read carry content (restarting the idle timer)? Comments never do; nor
+    do events that are keep-alives, unless a real event has started after them."""
+    if keepalive is None:
+        return bool(events) or decoder.content_lines != seen or _pending_content(decoder)
+    if any(not keepalive(event) for event in events):
+        return True
+    pending_event = getattr(decoder, "_event", "")   # SSEDecoder internals: `event:` of the open event
+    started = bool(getattr(decoder, "_dirty", False)) and pending_event != "ping"
+    return started or _pending_content(decoder)

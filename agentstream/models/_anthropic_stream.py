@@ -30,16 +30,12 @@ from ..usage import Usage
 from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
+from ._errors import ERROR_TYPE_STATUS
 
-__all__ = ["AnthropicTranslator", "ERROR_STATUS", "map_stop_reason"]
+__all__ = ["AnthropicTranslator", "map_stop_reason"]
 
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
          "model_context_window_exceeded": "length"}
-
-#: Anthropic error type -> HTTP status it stands for.
-ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
-                "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
-                "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 
 _USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
@@ -199,7 +195,7 @@ class AnthropicTranslator:
         etype = error.get("type") if isinstance(error.get("type"), str) else None
         message = error.get("message") or "unknown error"
         return ModelStreamError(f"error inside the model stream: {etype or 'error'}: {message}", line=line,
-                                error_type=etype, status=ERROR_STATUS.get(etype or ""))
+                                error_type=etype, status=ERROR_TYPE_STATUS.get(etype or ""))
 
 
 _HANDLERS = {

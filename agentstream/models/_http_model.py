@@ -20,17 +20,22 @@ if its error bodies are unusual, ``error_from()``. ``stream()`` does the rest:
 5. after a cancel, any failure is a cancel: the generator just returns (the loop then sees
    the token set and emits ``Cancelled``).
 
-No API key appears in an exception, repr or log: errors raised here are scrubbed of it.
+Error bodies are parsed, and error types mapped to statuses, in ``_errors.py``. The API key
+is stripped of surrounding whitespace and refused (``UserError``, never showing it) if it holds
+whitespace or control characters. No API key appears in an exception, repr or log: errors
+raised here are scrubbed of it (also in its escaped ``repr`` form).
+
+Layer: provider modules -> ``_http_model.py`` -> ``_http.py``; never imports a provider module
+(``openai_chat``, ``anthropic``, their translators) or the agent loop.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 try:
     from typing import Protocol
@@ -38,29 +43,20 @@ except ImportError:  # pragma: no cover
     from typing_extensions import Protocol  # type: ignore[assignment]
 
 import requests
-from requests.structures import CaseInsensitiveDict
 from urllib.parse import urlsplit
 
 from .. import _http, _retry
 from .._sse import ServerSentEvent
 from ..__version__ import __version__
-from ..exceptions import (AgentStreamError, AuthenticationError, ModelHTTPError, ModelStreamError,
-                          RateLimitError, UserError)
+from ..exceptions import AgentStreamError, ModelHTTPError, ModelStreamError, UserError
 from ..settings import ModelSettings, Timeout
 from ._base import (Model, ModelRequestParameters, StreamContext, StreamItem, TextChunk, ThinkingChunk,
                     ToolCallChunk)
+from ._errors import ERROR_TYPE_STATUS, error_status, http_error, parse_error_body  # noqa: F401 (re-exported)
 
 __all__ = ["HTTPModel", "HTTPRequest", "Translator", "parse_error_body"]
 
 log = logging.getLogger("agentstream")
-
-#: provider error types -> HTTP-like status (Anthropic's table; OpenAI's server_error)
-ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-    "server_error": 500, "overloaded_error": 529,
-}
-
 
 @dataclass
 class HTTPRequest:
@@ -84,61 +80,6 @@ class Translator(Protocol):
 
     def finish(self) -> List[StreamItem]:
         """Items at the end; raise ``ModelStreamError`` if the stream was cut off."""
-
-
-def parse_error_body(body: Union[bytes, str]) -> Tuple[Optional[str], Optional[str], Optional[str], Any]:
-    """``(message, type, code, parsed JSON or None)`` from an error body.
-
-    Understands ``{"error": {"message", "type", "code"}}`` (OpenAI, Gemini, llama.cpp),
-    ``{"type": "error", "error": {...}}`` (Anthropic, incl. ``details.error_code``),
-    ``{"error": "text"}``, ``{"message"|"detail": ...}`` and plain text.
-    """
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return (text.strip()[:2000] or None), None, None, None
-    if not isinstance(data, dict):
-        return text.strip()[:2000] or None, None, None, data
-    err = data.get("error")
-    if isinstance(err, dict):
-        message = err.get("message") or err.get("msg")
-        etype = err.get("type") or err.get("status")
-        code = err.get("code")
-        details = err.get("details")
-        if isinstance(details, dict) and details.get("error_code"):
-            code = details["error_code"]
-        return (str(message) if message is not None else None, str(etype) if etype else None,
-                str(code) if code not in (None, "") else None, data)
-    if isinstance(err, str) and err:
-        return err, None, None, data
-    message = data.get("message") or data.get("detail")
-    return (str(message) if message else None), None, None, data
-
-
-def _error_status(data: Any) -> Optional[int]:
-    """An HTTP-like status from a parsed error object (numeric code, or the type table)."""
-    err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict):
-        return None
-    for key in ("code", "status"):
-        value = err.get(key)
-        if isinstance(value, int) and 400 <= value < 600:
-            return value
-    return ERROR_TYPE_STATUS.get(str(err.get("type")))
-
-
-def _retry_delay_in_body(data: Any) -> Optional[float]:
-    """Gemini's ``RetryInfo.retryDelay: "34.4s"`` in a 429 body."""
-    err = data.get("error") if isinstance(data, dict) else None
-    for item in (err.get("details") or []) if isinstance(err, dict) and isinstance(err.get("details"), list) else []:
-        delay = item.get("retryDelay") if isinstance(item, dict) else None
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return float(delay[:-1])
-            except ValueError:
-                return None
-    return None
 
 
 def _is_output(item: Any) -> bool:
@@ -204,7 +145,7 @@ class HTTPModel(Model):
         self.base_url = base_url.rstrip("/")
         if api_key is None and self.api_key_env:
             api_key = os.environ.get(self.api_key_env) or None
-        self._api_key = api_key
+        self._api_key = _clean_key(api_key, self.api_key_env)
         self.timeout = Timeout.coerce(timeout)
         self._owns_session = session is None
         self._session = session if session is not None else _http.new_session()
@@ -242,25 +183,7 @@ class HTTPModel(Model):
     def error_from(self, status: int, headers: Mapping[str, str], body: bytes) -> ModelHTTPError:
         """The error for an HTTP error response (AuthenticationError for 401/403,
         RateLimitError for 429, else ModelHTTPError)."""
-        headers = CaseInsensitiveDict(headers)
-        message, etype, code, data = parse_error_body(body)
-        cls = AuthenticationError if status in (401, 403) else RateLimitError if status == 429 else ModelHTTPError
-        request_id = headers.get("x-request-id") or headers.get("request-id")
-        if not request_id and isinstance(data, dict) and isinstance(data.get("request_id"), str):
-            request_id = data["request_id"]
-        retry_after = _retry.parse_retry_after(headers)
-        if retry_after is None:
-            retry_after = _retry_delay_in_body(data)
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        if etype and message and etype not in message:
-            message = f"{message} ({etype})"
-        error = cls(status, text.strip(), request_id=request_id, model_name=self._model_name,
-                    message=message, retry_after=retry_after, code=code or etype)
-        error.error_type = etype  # type: ignore[attr-defined]
-        should = headers.get("x-should-retry", "").strip().lower()
-        if should in ("true", "false"):
-            error.should_retry = should == "true"  # type: ignore[attr-defined]
-        return error
+        return http_error(status, headers, body, self._model_name)
 
     def is_keepalive(self, event: ServerSentEvent) -> bool:
         """An event that only keeps the connection alive (Anthropic's ``ping``, also when a
@@ -382,7 +305,7 @@ class HTTPModel(Model):
         if ctype == "application/json" or ctype.endswith("+json"):
             message, _etype, _code, data = parse_error_body(body)
             if isinstance(data, dict) and data.get("error"):
-                raise self.error_from(_error_status(data) or status, response.headers, body)
+                raise self.error_from(error_status(data) or status, response.headers, body)
         snippet = body[:500].decode("utf-8", "replace")
         raise ModelStreamError(f"expected a text/event-stream response, got {ctype!r} "
                                f"(HTTP {status}, {len(body)} bytes): the server did not stream",
@@ -393,7 +316,7 @@ class HTTPModel(Model):
         message, etype, _code, data = parse_error_body(event.data)
         if isinstance(data, dict) and data.get("error"):
             return ModelStreamError(f"error in the stream: {message or etype or 'unknown error'}",
-                                    line=event.data, error_type=etype, status=_error_status(data))
+                                    line=event.data, error_type=etype, status=error_status(data))
         return ModelStreamError(f"the stream contained a line that is not Server-Sent Events "
                                 f"(no 'data:' field): {event.data[:200]!r}", line=event.data)
 
@@ -402,12 +325,32 @@ class HTTPModel(Model):
         key = self._api_key
         if not key or len(key) < 8 or not isinstance(exc, AgentStreamError):
             return exc
+        forms = {key, repr(key)[1:-1]}   # also as an escaped repr shows it
         for name in ("message", "body", "line"):
             value = getattr(exc, name, None)
-            if isinstance(value, str) and key in value:
-                setattr(exc, name, value.replace(key, "***"))
-        exc.args = tuple(a.replace(key, "***") if isinstance(a, str) else a for a in exc.args)
+            if isinstance(value, str) and _replace_all(value, forms) != value:
+                setattr(exc, name, _replace_all(value, forms))
+        exc.args = tuple(_replace_all(a, forms) if isinstance(a, str) else a for a in exc.args)
         return exc
+
+
+def _clean_key(key: Optional[str], env: Optional[str]) -> Optional[str]:
+    """The key without surrounding whitespace (a key read from a file or a mounted secret often
+    ends in a newline); ``UserError`` if it is not a string or still holds whitespace or control
+    characters (requests would refuse the header and put its value in the message). The error
+    names where the key came from, never the key."""
+    if key is None:
+        return None
+    where = (f"the {env} environment variable" if env and os.environ.get(env) == key else "api_key=")
+    if not isinstance(key, str):
+        raise UserError(f"the API key must be a string (from {where}), got {type(key).__name__}")
+    key = key.strip()
+    if not key:
+        raise UserError(f"the API key is blank (from {where})")
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise UserError(f"the API key from {where} contains whitespace or control characters "
+                        f"(a line break inside it?); check the value")
+    return key
 
 
 def _check_base_url(url: str) -> None:
@@ -424,6 +367,13 @@ def _check_base_url(url: str) -> None:
             and " " not in url and urlsplit(guess).hostname else ""
         raise UserError(f"base_url must be an http:// or https:// URL with a host, such as "
                         f"'https://api.openai.com/v1', got {shown!r}{hint}")
+
+
+def _replace_all(text: str, forms: Any) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
 
 
 def _one_or_list(batch: List[StreamItem]) -> Any:

@@ -154,6 +154,7 @@ class AnthropicModel(HTTPModel):
         self._root = root
         self.default_max_tokens = max_tokens
         self.provider = "anthropic"
+        self.api_key_env = spec.key_env
         super().__init__(name, base_url=root, api_key=api_key, session=session, timeout=Timeout.coerce(timeout),
                          max_retries=max_retries, context_window=context_window, headers=headers,
                          read_size=read_size)
