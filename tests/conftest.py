@@ -65,6 +65,31 @@ def wait_no_agentstream_threads(timeout: float = 5.0) -> list:
     return left
 
 
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def fd_guard():
+    """Fail the test if it leaves a file descriptor (socket) or a server/agentstream thread."""
+    import gc
+    import time
+
+    gc.collect()
+    before = open_fds()
+    yield
+    deadline = time.monotonic() + 3.0
+    while open_fds() > before and time.monotonic() < deadline:
+        gc.collect()
+        threading.Event().wait(0.02)  # bounded wait for sockets to be released
+    assert open_fds() <= before, f"file descriptors leaked: {before} -> {open_fds()}"
+    left = [t.name for t in threading.enumerate() if t.name.startswith(("testserver-", "agentstream-"))]
+    assert not left, f"threads left running: {left}"
+
+
 @pytest.fixture
 def no_thread_leak():
     yield

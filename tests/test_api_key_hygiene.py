@@ -6,7 +6,7 @@ reported with a fixed message and no chained exception (requests' message holds 
 from __future__ import annotations
 
 import traceback
-from typing import Any, Iterator, List
+from typing import Iterator, List
 
 import pytest
 

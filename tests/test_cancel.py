@@ -8,12 +8,12 @@ from typing import Any, List
 
 import pytest
 
-from agentstream import Agent, CancelToken, RunCancelled, ThinkingPart, events
-from agentstream.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from agentstream import Agent, CancelToken, RunCancelled, ThinkingPart
+from agentstream.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart
 from agentstream.models import FunctionModel, TestModel
 
 from .conftest import wait_no_agentstream_threads
-from .helpers import Gate, call, kinds, scripted, stalled_after
+from .helpers import Gate, call, scripted, stalled_after
 
 
 def stalling_agent(gate: Gate, chunks=("Hel", "lo")) -> Agent:

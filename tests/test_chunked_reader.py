@@ -8,10 +8,8 @@ fallback when http.client's private attributes are not there) -- against loopbac
 from __future__ import annotations
 
 import collections
-import gc
 import http.client
 import io
-import os
 import select
 import socket
 import threading
@@ -201,22 +199,6 @@ def test_falls_back_without_http_client_internals():
 
 
 # --- end to end: both read paths --------------------------------------------------------------
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def fd_guard():
-    gc.collect()
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 3.0
-    while _fds() > before and time.monotonic() < deadline:
-        gc.collect()
-        threading.Event().wait(0.02)  # bounded wait for sockets to be released
-    assert _fds() <= before, f"file descriptors leaked: {before} -> {_fds()}"
-
 
 @pytest.fixture(params=["bulk", "urllib3"])
 def read_path(request, monkeypatch):

@@ -1,8 +1,6 @@
 """HTTPModel / _http against a loopback raw-socket server: delivery, timeouts, cancel, errors."""
 from __future__ import annotations
 
-import gc
-import os
 import threading
 import time
 from typing import Any, List
@@ -19,24 +17,6 @@ from agentstream.settings import ModelSettings, Timeout
 from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, refused_url, sse
 
 PROMPT = 0.1  # seconds: a cancel must end a blocked read within this
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def fd_guard():
-    gc.collect()
-    before = _fds()
-    yield
-    deadline = time.monotonic() + 3.0
-    while _fds() > before and time.monotonic() < deadline:
-        gc.collect()
-        threading.Event().wait(0.02)  # bounded wait for sockets to be released
-    assert _fds() <= before, f"file descriptors leaked: {before} -> {_fds()}"
-    left = [t.name for t in threading.enumerate() if t.name.startswith(("testserver-", "agentstream-"))]
-    assert not left, f"threads left running: {left}"
 
 
 @pytest.fixture

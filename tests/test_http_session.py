@@ -14,26 +14,23 @@ import requests
 from agentstream import _http
 from agentstream.models._base import TextChunk
 from agentstream.settings import Timeout
+from tests.conftest import open_fds
 from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, refused_url
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
 def server():
     gc.collect()
-    before = _fds()
+    before = open_fds()
     with Server() as srv:
         yield srv
     assert not srv.leaked, srv.leaked
     assert not srv.errors, srv.errors
     deadline = time.monotonic() + 3.0
-    while _fds() > before and time.monotonic() < deadline:
+    while open_fds() > before and time.monotonic() < deadline:
         gc.collect()
         threading.Event().wait(0.02)  # bounded wait for sockets to be released
-    assert _fds() <= before, f"file descriptors leaked: {before} -> {_fds()}"
+    assert open_fds() <= before, f"file descriptors leaked: {before} -> {open_fds()}"
 
 
 @pytest.fixture

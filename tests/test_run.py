@@ -338,8 +338,6 @@ def test_batched_items_from_one_read_are_delivered_in_order(no_thread_leak):
         yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
         yield "d"
 
-    from agentstream.models._base import StreamContext  # noqa: F401
-
     class Batching(FunctionModel):
         def stream(self, messages, settings, params, ctx):
             yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
