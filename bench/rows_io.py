@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .server import LoopbackServer
 from .sdks import fire_after
-from .stats import BenchError, Figure, Row, error_row, interleaved, percentile
+from .stats import BenchError, Figure, Row, error_row, interleaved, percentile, run_rows
 
 CANCEL_AFTER = 5          # tokens before the server stalls
 CANCEL_DELAY = 0.02       # s between the 5th token and cancel(): the reader is blocked by then
@@ -149,14 +149,4 @@ def _timed_loop(name: str, impl: Any, url: str, steps: int) -> Callable[[], floa
 
 def run_all(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any],
             only: Optional[List[str]] = None) -> List[Row]:
-    rows: List[Row] = []
-    for name, fn in (("cancel", cancel), ("tool_loop", tool_loop)):
-        if only and name not in only:
-            continue
-        try:
-            rows.extend(fn(server, impls, cfg))
-        except BenchError as exc:
-            rows.append(Row(name, name, "", error=str(exc), passed=False))
-        except Exception as exc:
-            rows.append(error_row(name, name, exc))
-    return rows
+    return run_rows((("cancel", cancel), ("tool_loop", tool_loop)), server, impls, cfg, only)

@@ -9,7 +9,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .server import LoopbackServer
-from .stats import BenchError, Figure, Row, error_row, interleaved
+from .stats import BenchError, Figure, Row, error_row, interleaved, run_rows
 
 _PROSE = ("Streaming responses arrive as many small deltas; each one is decoded, turned into an "
           "event and handed to the consumer thread, which calls the user's handlers in order. ")
@@ -165,12 +165,4 @@ def memory(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any]) -
 
 def run_all(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any],
             only: Optional[List[str]] = None) -> List[Row]:
-    rows: List[Row] = []
-    for name, fn in (("context", context), ("memory", memory)):
-        if only and name not in only:
-            continue
-        try:
-            rows.extend(fn(server, impls, cfg))
-        except Exception as exc:
-            rows.append(error_row(name, name, exc))
-    return rows
+    return run_rows((("context", context), ("memory", memory)), server, impls, cfg, only)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import payload
 from .server import LoopbackServer
-from .stats import BenchError, Figure, Row, error_row, interleaved, percentile
+from .stats import BenchError, Figure, Row, error_row, interleaved, percentile, run_rows
 
 _STAMP = re.compile(r"\[(\d+):(\d+)\]")
 
@@ -217,14 +217,4 @@ def _concurrent(impl: Any, url: str, n: int, streams: int) -> float:
 
 def run_all(server: LoopbackServer, impls: Dict[str, Any], cfg: Dict[str, Any],
             only: Optional[List[str]] = None) -> List[Row]:
-    rows: List[Row] = []
-    for name, fn in (("throughput", throughput), ("latency", latency), ("concurrency", concurrency)):
-        if only and name not in only:
-            continue
-        try:
-            rows.extend(fn(server, impls, cfg))
-        except BenchError as exc:
-            rows.append(Row(name, name, "", error=str(exc), passed=False))
-        except Exception as exc:
-            rows.append(error_row(name, name, exc))
-    return rows
+    return run_rows((("throughput", throughput), ("latency", latency), ("concurrency", concurrency)), server, impls, cfg, only)

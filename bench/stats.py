@@ -113,3 +113,18 @@ class Row:
 def error_row(key: str, what: str, exc: BaseException) -> Row:
     traceback.print_exc()
     return Row(key, what, "", error=f"{type(exc).__name__}: {exc}", passed=False)
+
+
+def run_rows(benchmarks: Any, server: Any, impls: Any, cfg: Any, only: Any = None) -> List["Row"]:
+    """Run each ``(name, fn)`` benchmark (unless ``only`` excludes it); an error becomes an error row."""
+    rows: List[Row] = []
+    for name, fn in benchmarks:
+        if only and name not in only:
+            continue
+        try:
+            rows.extend(fn(server, impls, cfg))
+        except BenchError as exc:
+            rows.append(Row(name, name, "", error=str(exc), passed=False))
+        except Exception as exc:
+            rows.append(error_row(name, name, exc))
+    return rows
