@@ -236,12 +236,11 @@ class AgentLoop:
             return CallTools(calls, step.invalid_args)
         if response.finish_reason == "pause_turn":  # Anthropic: a long server-tool turn, send it back to go on
             return RequestModel()
-        if output.allow_text:
-            if not response.text and response.finish_reason not in (None, "stop", "length", "end_turn"):
-                raise UnexpectedModelBehavior(
-                    f"the model returned an empty response (finish_reason={response.finish_reason!r})")
-            return Done(output.from_text(response.text)) if output.is_text else self._text_output(response)
-        return self._retry_output(None, None, "Respond by calling the final_result tool, not with plain text.")
+        if not response.text and response.finish_reason not in (None, "stop", "length", "end_turn"):
+            raise UnexpectedModelBehavior(
+                f"the model returned an empty response (finish_reason={response.finish_reason!r})")
+        # structured output may also come as JSON text (the providers' JSON mode)
+        return Done(output.from_text(response.text)) if output.is_text else self._text_output(response)
 
     def _text_output(self, response: ModelResponse) -> Step:
         try:

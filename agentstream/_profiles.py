@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-__all__ = ["ModelProfile", "context_limit", "normalize_name", "profile_for", "uses_openai_tokenizer"]
+__all__ = ["ModelProfile", "context_limit", "normalize_name", "profile_for"]
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,6 @@ def profile_for(name: Optional[str]) -> Optional[ModelProfile]:
         if pattern.search(key):
             return profile
     return None
-
-
-def uses_openai_tokenizer(name: Optional[str]) -> Optional[str]:
-    """The tiktoken encoding name of an OpenAI model, else None."""
-    profile = profile_for(name)
-    return profile.encoding if profile is not None else None
 
 
 def context_limit(model: Any) -> Optional[int]:

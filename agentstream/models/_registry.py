@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 from ..exceptions import UserError
 from ._base import Model
 
-__all__ = ["KNOWN_PREFIXES", "PROVIDERS", "Provider", "model_from_string", "provider_info"]
+__all__ = ["KNOWN_PREFIXES", "PROVIDERS", "Provider", "model_from_string"]
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,6 @@ PROVIDERS: Dict[str, Provider] = {p.prefix: p for p in (
 
 #: prefix -> Provider (description, base_url, key_env, ...): the table behind ``agentstream models``.
 KNOWN_PREFIXES = PROVIDERS
-
-
-def provider_info(prefix: str) -> Optional[Provider]:
-    """The table entry for a prefix, or None."""
-    return PROVIDERS.get(prefix)
 
 
 def _known() -> str:

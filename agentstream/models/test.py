@@ -9,8 +9,7 @@ import json
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..messages import ModelRequest, RetryPromptPart, ToolReturnPart
-from ..settings import ModelSettings
-from ._base import ModelRequestParameters, StreamContext, StreamItem, ToolCallChunk
+from ._base import ToolCallChunk
 from .function import AgentInfo, FunctionModel
 
 __all__ = ["TestModel"]
@@ -38,10 +37,6 @@ class TestModel(FunctionModel):
         self.chunk_size = max(1, chunk_size)
         self.custom_output_args = custom_output_args
         self.system = "test"
-
-    def stream(self, messages: List[Any], settings: ModelSettings, params: ModelRequestParameters,
-               ctx: StreamContext) -> Iterator[StreamItem]:
-        return super().stream(messages, settings, params, ctx)
 
     def _respond(self, messages: List[Any], info: AgentInfo) -> Iterator[Any]:
         last = messages[-1] if messages else None
