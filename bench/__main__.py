@@ -31,6 +31,7 @@ FULL: Dict[str, Any] = {
     "context_long": 500, "context_steps": 20, "context_reps": 5,
     "memory_tokens": 1_000_000, "memory_runs": 1000,
     "streams": 64, "concurrency_n": 2000, "concurrency_reps": 3,
+    "concurrency_impls": ["agentstream", "floor", "requests+queue"],
 }
 QUICK: Dict[str, Any] = dict(
     FULL, n=5000, slow_n=1000, reps=3,
