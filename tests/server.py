@@ -31,7 +31,7 @@ from http import HTTPStatus
 from typing import Any, Deque, Dict, List, Optional
 
 __all__ = ["FAKE_KEY", "Reply", "Request", "Server", "TinyModel", "TinyTranslator", "collect", "refused_url",
-           "sse", "sse_event"]
+           "sse", "sse_event", "consume_in_thread"]
 
 POLL = 0.05
 _KNOWN = {s.value for s in HTTPStatus}
@@ -465,3 +465,18 @@ def collect(model: HTTPModel, cancel: Any = None, retries: Optional[List[Any]] =
     except Exception as exc:  # noqa: BLE001 - returned for the test to inspect
         return items, exc
     return items, None
+
+
+def consume_in_thread(model: HTTPModel, cancel: CancelToken):
+    """Start consuming on a thread; returns (first-item event, done event, result dict)."""
+    first, done, result = threading.Event(), threading.Event(), {"items": []}
+
+    def run() -> None:
+        items, error = collect(model, cancel=cancel, on_item=lambda item: first.set())
+        result.update(items=items, error=error, end=time.monotonic())
+        done.set()
+
+    thread = threading.Thread(target=run, name="test-consumer", daemon=True)
+    thread.start()
+    result["thread"] = thread
+    return first, done, result

@@ -25,7 +25,7 @@ from agentstream._cancel import CancelToken
 from agentstream.exceptions import ModelStreamError
 from agentstream.models._base import TextChunk
 from agentstream.settings import Timeout
-from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, sse
+from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, consume_in_thread, sse
 
 PROMPT = 0.1  # seconds: a cancel must end a blocked read within this
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -273,15 +273,7 @@ def test_cancel_during_stalled_chunked_read(server, read_path):
     server.enqueue(Reply.sse({"t": "a"}, stall_after=1))
     model = tiny(server.url)
     cancel = CancelToken()
-    first, done, result = threading.Event(), threading.Event(), {}
-
-    def run() -> None:
-        result["items"], result["error"] = collect(model, cancel=cancel, on_item=lambda item: first.set())
-        result["end"] = time.monotonic()
-        done.set()
-
-    thread = threading.Thread(target=run, name="test-consumer", daemon=True)
-    thread.start()
+    first, done, result = consume_in_thread(model, cancel)
     try:
         assert first.wait(3)
         start = time.monotonic()
@@ -291,7 +283,7 @@ def test_cancel_during_stalled_chunked_read(server, read_path):
         assert result["error"] is None and texts(result["items"]) == ["a"]
         assert server.disconnected.wait(2)
     finally:
-        thread.join(2)
+        result["thread"].join(2)
         model.close()
 
 

@@ -14,7 +14,7 @@ from agentstream.exceptions import (AuthenticationError, ModelHTTPError, ModelSt
                                     UserError)
 from agentstream.models._base import ModelRequestParameters, StreamContext, TextChunk
 from agentstream.settings import ModelSettings, Timeout
-from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, refused_url, sse
+from tests.server import FAKE_KEY, Reply, Server, TinyModel, collect, consume_in_thread, refused_url, sse
 
 PROMPT = 0.1  # seconds: a cancel must end a blocked read within this
 
@@ -46,21 +46,6 @@ def make_model(server):
 
 def texts(items: List[Any]) -> List[str]:
     return [i.text for i in items if isinstance(i, TextChunk)]
-
-
-def consume_in_thread(model: TinyModel, cancel: CancelToken):
-    """Start consuming on a thread; returns (first-item event, done event, result dict)."""
-    first, done, result = threading.Event(), threading.Event(), {"items": []}
-
-    def run() -> None:
-        items, error = collect(model, cancel=cancel, on_item=lambda item: first.set())
-        result.update(items=items, error=error, end=time.monotonic())
-        done.set()
-
-    thread = threading.Thread(target=run, name="test-consumer", daemon=True)
-    thread.start()
-    result["thread"] = thread
-    return first, done, result
 
 
 # --- delivery ----------------------------------------------------------------------------------
