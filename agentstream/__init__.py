@@ -20,7 +20,7 @@ from .exceptions import (AgentStreamError, AuthenticationError, ModelHTTPError, 
                          UserError)
 from .messages import (ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse, RetryPromptPart,
                        SystemPromptPart, TextPart, ThinkingPart, ToolCallPart, ToolReturnPart, UserPromptPart,
-                       messages_from_json, messages_to_json)
+                       messages_from_json, messages_from_openai, messages_to_json, messages_to_openai)
 from .result import RunResult
 from .settings import Compression, ModelSettings, Timeout
 from .stream import AgentStream
@@ -34,7 +34,7 @@ __all__ = sorted([
     "RunContext", "RunResult", "StreamTimeout", "SystemPromptPart", "TextPart", "ThinkingPart", "Timeout",
     "Tool", "ToolCallPart", "ToolReturnPart", "UnexpectedModelBehavior", "Usage", "UsageLimitExceeded",
     "UsageLimits", "UserError", "UserPromptPart", "__version__", "events", "messages_from_json",
-    "messages_to_json",
+    "messages_from_openai", "messages_to_json", "messages_to_openai",
 ])
 
 logging.getLogger("agentstream").addHandler(logging.NullHandler())

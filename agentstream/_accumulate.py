@@ -3,14 +3,17 @@
 Providers key each part by a vendor id (an index, an item id, a synthesized
 id); ``ResponseBuilder`` maps those to parts in order of first appearance.
 Tool arguments are buffered as a string and parsed once, when the response
-is built (never re-parsed per fragment). The partial state is always
-available for a cancel or an error.
+is built (never re-parsed per fragment); arguments that are not a JSON object
+are kept raw on the part (``ToolCallPart.raw_args``). A tool call id repeated
+within one response is made unique (``id_2``, ...). The partial state is
+always available for a cancel or an error.
 """
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .events import TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStart
 from .messages import ModelResponse, TextPart, ThinkingPart, ToolCallPart
@@ -19,6 +22,8 @@ from .models._base import (FinishReport, ResponseInfo, TextChunk, ThinkingChunk,
 from .usage import Usage
 
 __all__ = ["ResponseBuilder", "parse_tool_args"]
+
+log = logging.getLogger("agentstream")
 
 
 def parse_tool_args(raw: str) -> Tuple[Dict[str, Any], Optional[str]]:
@@ -54,8 +59,9 @@ class _ToolState:
 class ResponseBuilder:
     """Feed neutral items in; get public delta events out; ``build()`` the response."""
 
-    def __init__(self, model_name: Optional[str] = None) -> None:
+    def __init__(self, model_name: Optional[str] = None, provider_name: Optional[str] = None) -> None:
         self.model_name = model_name
+        self.provider_name = provider_name
         self.response_id: Optional[str] = None
         self.finish_reason: Optional[str] = None
         self.usage: Optional[Usage] = None
@@ -63,6 +69,9 @@ class ResponseBuilder:
         self._text: Dict[Any, List[str]] = {}
         self._thinking: Dict[Any, List[Any]] = {}         # [fragments, signature, redacted]
         self._tools: Dict[Any, _ToolState] = {}
+        self._provider_ids: Dict[Tuple[str, Any], str] = {}  # (kind, key) -> provider item id
+        self._signatures: Dict[Tuple[str, Any], str] = {}    # (kind, key) -> signature of a text/tool part
+        self._call_ids: Set[str] = set()                  # tool call ids given out (unique)
         self.invalid_args: Dict[str, str] = {}            # tool_call_id -> error, filled by build()
         self.emitted = 0                                  # deltas emitted to the user
 
@@ -71,12 +80,16 @@ class ResponseBuilder:
         """Take one item; return the public events it produces (maybe none)."""
         if type(item) is TextChunk:
             if not item.text:
-                return []
+                return self._text_signature(item) if item.signature else []
             parts = self._text.get(item.part_id)
             if parts is None:
                 parts = self._text[item.part_id] = []
                 self._order.append(("text", item.part_id))
             parts.append(item.text)
+            if item.signature:
+                self._text_signature(item)
+            if item.provider_id is not None:
+                self._provider_ids.setdefault(("text", item.part_id), item.provider_id)
             if len(parts) > 4096:  # memory: fold fragments of a long text into one string
                 parts[:] = ["".join(parts)]
             self.emitted += 1
@@ -95,6 +108,14 @@ class ResponseBuilder:
             self.response_id = item.response_id or self.response_id
         return []
 
+    def _text_signature(self, item: TextChunk) -> List[Any]:
+        """Keep a text part's signature (Gemini's thoughtSignature), also on an empty part."""
+        if item.part_id not in self._text:
+            self._text[item.part_id] = []
+            self._order.append(("text", item.part_id))
+        self._signatures.setdefault(("text", item.part_id), item.signature)
+        return []
+
     def _feed_thinking(self, item: ThinkingChunk) -> List[Any]:
         state = self._thinking.get(item.part_id)
         if state is None:
@@ -104,6 +125,8 @@ class ResponseBuilder:
             state[1] = (state[1] or "") + item.signature
         if item.redacted_data:
             state[2] = item.redacted_data
+        if item.provider_id is not None:
+            self._provider_ids.setdefault(("thinking", item.part_id), item.provider_id)
         if not item.text:
             return []
         state[0].append(item.text)
@@ -120,7 +143,11 @@ class ResponseBuilder:
         if item.tool_name and not state.name:
             state.name = item.tool_name
         if item.tool_call_id and not state.call_id:
-            state.call_id = item.tool_call_id
+            state.call_id = self._unique_id(item.tool_call_id)
+        if item.provider_id is not None:
+            self._provider_ids.setdefault(("tool", item.part_id), item.provider_id)
+        if item.signature:
+            self._signatures.setdefault(("tool", item.part_id), item.signature)
         events: List[Any] = []
         if not state.started and state.name:
             state.started = True
@@ -138,6 +165,19 @@ class ResponseBuilder:
                 events.append(ToolCallDelta(args, state.call_id))
         self.emitted += len(events)
         return events
+
+    def _unique_id(self, call_id: str) -> str:
+        """``call_id``, or ``call_id_2``, ``_3``, ... when another call of this response has it
+        (some servers repeat one id; the Anthropic API rejects a history with duplicates). The
+        unique id is used alike in events, execution and history."""
+        unique, n = call_id, 1
+        while unique in self._call_ids:
+            n += 1
+            unique = f"{call_id}_{n}"
+        if unique != call_id:
+            log.debug("tool call id %r repeated in one response; using %r", call_id, unique)
+        self._call_ids.add(unique)
+        return unique
 
     # -- reading ------------------------------------------------------------
     @property
@@ -157,28 +197,36 @@ class ResponseBuilder:
         parts: List[Any] = []
         for kind, key in self._order:
             if kind == "text":
-                parts.append(TextPart("".join(self._text[key])))
+                parts.append(TextPart("".join(self._text[key]), provider_id=self._provider_ids.get((kind, key)),
+                                      signature=self._signatures.get((kind, key))))
             elif kind == "thinking":
                 fragments, signature, redacted = self._thinking[key]
-                parts.append(ThinkingPart("".join(fragments), signature=signature, redacted_data=redacted))
+                parts.append(ThinkingPart("".join(fragments), signature=signature, redacted_data=redacted,
+                                          provider_id=self._provider_ids.get((kind, key))))
             else:
                 state = self._tools[key]
                 if not state.name:
                     continue
                 if not state.call_id:
                     state.call_id = f"call_{uuid.uuid4().hex[:24]}"
+                raw: Optional[str] = None
                 if state.whole is not None and not state.fragments:
                     args, error = dict(state.whole), None
                 else:
-                    args, error = parse_tool_args("".join(state.fragments))
+                    raw = "".join(state.fragments)
+                    args, error = parse_tool_args(raw)
                 if error:
                     if partial:
                         continue
                     self.invalid_args[state.call_id] = error
-                parts.append(ToolCallPart(state.name, args, state.call_id))
+                parts.append(ToolCallPart(state.name, args, state.call_id,
+                                          provider_id=self._provider_ids.get((kind, key)),
+                                          raw_args=raw if error else None,
+                                          signature=self._signatures.get((kind, key))))
         finish = self.finish_reason
         if any(isinstance(p, ToolCallPart) for p in parts) and finish in (None, "", "stop"):
             finish = "tool_calls"  # gotcha #16
-        return ModelResponse(parts=parts, model_name=self.model_name, finish_reason=finish,
+        return ModelResponse(parts=parts, model_name=self.model_name, provider_name=self.provider_name,
+                             finish_reason=finish,
                              usage=self.usage.copy() if self.usage else Usage(),
                              provider_response_id=self.response_id)

@@ -1,13 +1,19 @@
 """CancelToken: a threading.Event that can also run callbacks when set.
 
-The callbacks are how a cancel reaches the HTTP layer at once: the model
-registers "shut this socket down" while a response is open, so a read
-blocked on a silent server returns immediately.
+The callbacks are the one cancel mechanism: the model registers "shut this
+socket down" (``_abort.ConnectionOwner``) while a request is open, so a read
+blocked on a silent server, or a connect, returns immediately.
+
+A plain ``threading.Event`` given as ``cancel_token`` cannot call back, so
+``link_cancel`` has it watched: one shared thread for the whole process
+("agentstream-cancel-watch") polls every linked event, starts with the first
+link and ends when no link is left -- never one thread per run.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, List, Optional
 
 __all__ = ["CancelToken", "link_cancel"]
@@ -26,7 +32,9 @@ class CancelToken(threading.Event):
     def __init__(self) -> None:
         super().__init__()
         self._callbacks: List[Callable[[], None]] = []
-        self._cb_lock = threading.Lock()
+        # reentrant: a stream's finalizer may run (cyclic GC) on a thread that holds this
+        # lock and set the token; set() then returns early or runs on, never deadlocks
+        self._cb_lock = threading.RLock()
 
     @property
     def cancelled(self) -> bool:
@@ -64,12 +72,12 @@ class CancelToken(threading.Event):
 
 
 def link_cancel(source: Optional[threading.Event], target: CancelToken,
-                done: threading.Event, poll: float = 0.02) -> Callable[[], None]:
-    """Make ``target`` fire when ``source`` is set; returns an unlink function.
+                done: threading.Event) -> Callable[[], None]:
+    """Make ``target`` fire when ``source`` is set, until ``done`` is set (the run ended);
+    returns an unlink function.
 
     A ``CancelToken`` source notifies at once through a callback. A plain
-    ``threading.Event`` cannot notify, so a small watcher thread polls it
-    every ``poll`` seconds until ``done`` is set (the run ended).
+    ``threading.Event`` is polled (every ``_Watcher.poll`` s) by the shared watcher thread.
     """
     if source is None:
         return lambda: None
@@ -77,18 +85,63 @@ def link_cancel(source: Optional[threading.Event], target: CancelToken,
         return source.add_callback(target.set)
     if not hasattr(source, "wait") or not hasattr(source, "is_set"):
         raise TypeError(f"cancel_token must be a CancelToken or threading.Event, got {type(source).__name__}")
+    return _WATCHER.add(_Link(source, target, done))
 
-    def watch() -> None:
-        while not done.is_set() and not target.is_set():
-            if source.wait(poll):
-                target.set()
-                return
 
-    thread = threading.Thread(target=watch, name="agentstream-cancel-watch", daemon=True)
-    thread.start()
+class _Link:
+    __slots__ = ("source", "target", "done", "dead")
 
-    def unlink() -> None:
-        if thread is not threading.current_thread():
+    def __init__(self, source: threading.Event, target: CancelToken, done: threading.Event) -> None:
+        self.source, self.target, self.done = source, target, done
+        self.dead = False   # unlinked (a plain attribute write: safe from a finalizer)
+
+    def live(self) -> bool:
+        return not (self.dead or self.done.is_set() or self.target.is_set())
+
+
+class _Watcher:
+    """The one thread that watches every linked plain ``threading.Event``."""
+
+    poll = 0.02
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._links: List[_Link] = []
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, link: _Link) -> Callable[[], None]:
+        with self._lock:
+            self._links.append(link)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="agentstream-cancel-watch", daemon=True)
+                self._thread.start()
+        return lambda: self._unlink(link)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._links = links = [link for link in self._links if link.live()]
+                if not links:
+                    self._thread = None
+                    return
+            for link in links:
+                if link.source.is_set() and link.live():
+                    link.target.set()   # runs the run's callbacks (socket shutdowns) here
+            time.sleep(self.poll)
+
+    def _unlink(self, link: _Link) -> None:
+        """Unlink; if it was the last link, wait (bounded) for the watcher to end. Never
+        blocks for long: it may run from a finalizer, on any thread (the watcher's too)."""
+        link.dead = True
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or not self._lock.acquire(timeout=0.05):
+            return
+        try:
+            last = not any(other.live() for other in self._links)
+        finally:
+            self._lock.release()
+        if last:
             thread.join(1.0)
 
-    return unlink
+
+_WATCHER = _Watcher()

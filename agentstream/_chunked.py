@@ -6,8 +6,8 @@ on a busy stream); ``_ChunkedReader`` reads http.client's buffered socket file i
 None (then ``_http`` reads through urllib3's ``read1``) when http.client's private attributes
 are not what it expects.
 
-Layer: used by ``_http.py``; imports only the standard library -- no requests, nothing of
-agentstream.
+Layer: used by ``_http.py`` (and ``_http_errors.py`` for ``ChunkedBodyError``); imports only
+the standard library -- no requests, nothing of agentstream.
 """
 from __future__ import annotations
 

@@ -4,12 +4,17 @@
 with ``--json``). The first Ctrl-C cancels the run and keeps what arrived;
 a second one quits at once. Without ``--model`` the model is chosen by
 ``detect_model()``: ``AGENTSTREAM_MODEL``, then an API key in the
-environment, then a local OpenAI-compatible server, else offline.
+environment, then a local OpenAI-compatible server, else offline. ``--base-url`` /
+``--api-key`` point a model at another server or key (the key is never printed).
+
+On an error exit the error goes to stderr with the usage line (what the failed run used);
+``--json`` adds ``messages`` (the history) to the ``run_complete`` line and ``usage`` /
+``messages`` to the ``error`` line, as ``cancelled`` has them.
 
 The model choice (provider table, local-server probing, ``--model`` specs) is in
-``_cli_models.py``; ``detect_model`` and ``probe_local_servers`` stay importable from here.
-Imports only the public package, ``models`` and ``_cli_models``; never imported by the package
-(only ``__main__`` runs it).
+``_cli_models.py``; ``detect_model`` and ``probe_local_servers`` stay importable from here. The
+demo's tools and offline model are in ``_cli_demo.py``. Imports only the public package, ``models``
+and those two; never imported by the package (only ``__main__`` runs it).
 """
 from __future__ import annotations
 
@@ -20,21 +25,21 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
-from ._cli_models import detect_model, import_attr, probe_local_servers, provider_rows, resolve_model
+from ._cli_demo import DEMO_PROMPT, DEMO_SYSTEM, demo_tools, offline_demo_model
+from ._cli_models import (detect_model, import_attr, model_with_endpoint, probe_local_servers, provider_rows,
+                          resolve_model)
+from .__version__ import __version__
 from .agent import Agent
 from .exceptions import AgentStreamError, RunCancelled, UserError
-from .messages import ToolReturnPart
-from .models import FunctionModel, Model, TestModel, ThinkingChunk, ToolCallChunk
-from .models.test import generate_args
+from .messages import messages_to_python
+from .models import Model, TestModel
 
 __all__ = ["detect_model", "main", "probe_local_servers"]
 
 CANCEL_GRACE = 5.0  # seconds a cancelled run may take to stop before the CLI quits anyway
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEMO_PROMPT = "What's the weather in Paris, and what is 2 + 3? Use the tools."
-DEMO_SYSTEM = "You are a helpful, terse assistant. Use the tools when they help."
 
 
 def load_tools(specs: Sequence[str]) -> List[Any]:
@@ -117,7 +122,8 @@ class TerminalPrinter:
             else:
                 self.line(f"[tool error] {event.tool_name}: {_short(event.error)}", "33")
         elif kind == "retrying":
-            self.line(f"[retrying] attempt {event.attempt} in {event.delay:.1f}s: {_short(str(event.error))}")
+            what = "response cut; sending it again (the text above is void)" if event.reset else "attempt"
+            self.line(f"[retrying] {what} {event.attempt} in {event.delay:.1f}s: {_short(str(event.error))}")
         elif kind == "context_compressed":
             self.line(f"[context] compressed {event.original_tokens} -> {event.compressed_tokens} tokens "
                       f"({event.strategy})")
@@ -132,13 +138,22 @@ class TerminalPrinter:
 
 
 class JsonPrinter:
-    """One ``to_dict()`` per line, for piping (``jq``, another program)."""
+    """One ``to_dict()`` per line, for piping (``jq``, another program). The terminal lines
+    carry what the run had: ``run_complete`` its ``messages`` (given by the caller),
+    ``error`` the ``usage`` and ``messages`` the run's error carries."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
 
-    def handle(self, event: Any) -> None:
-        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+    def handle(self, event: Any, messages: Optional[List[Any]] = None) -> None:
+        data = event.to_dict()
+        if event.kind == "error":
+            usage = getattr(event.error, "usage", None)
+            data.setdefault("usage", usage.to_dict() if hasattr(usage, "to_dict") else None)
+            messages = getattr(event.error, "messages", None) or []
+        if messages is not None and "messages" not in data:
+            data["messages"] = messages_to_python(messages)
+        self.out.write(json.dumps(data, default=str) + "\n")
         self.out.flush()
 
 
@@ -200,16 +215,25 @@ class Interrupts:
 
 # -- running ---------------------------------------------------------------------------------------
 def stream_to_terminal(agent: Agent, prompt: str, as_json: bool, out: Any = None, err: Any = None) -> int:
-    """Run ``prompt``, print it live; the exit status (0, 1 error, 130 cancelled)."""
+    """Run ``prompt``, print it live; the exit status (0, 1 error, 130 cancelled).
+    A failed run's error and usage line go to ``err``."""
     out = out or sys.stdout
     err = err or sys.stderr
     color = _use_color(out)
-    printer = JsonPrinter(out) if as_json else TerminalPrinter(out, color, agent.model.model_name)
+    model_name = agent.model.model_name
+    printer = JsonPrinter(out) if as_json else TerminalPrinter(out, color, model_name)
+    started = time.monotonic()
     stream = agent.run_stream(prompt)
     with stream, Interrupts(stream, err) as interrupts:
         try:
+            complete = None
             for event in stream:
+                if as_json and event.kind == "run_complete":
+                    complete = event  # printed with the history once the stream has ended
+                    continue
                 printer.handle(event)
+            if complete is not None:
+                printer.handle(complete, messages=stream.result().messages)
         except RunCancelled:
             return EXIT_INTERRUPTED if interrupts.count else EXIT_ERROR
         except BrokenPipeError:  # the reader went away (`| head`): stop the run quietly
@@ -218,6 +242,9 @@ def stream_to_terminal(agent: Agent, prompt: str, as_json: bool, out: Any = None
             return EXIT_ERROR
         except Exception as exc:  # the run failed (its Error event is printed) or printing did
             err.write(f"agentstream: error: {str(exc) or type(exc).__name__}\n")
+            usage = getattr(exc, "usage", None)  # set on every error that ends a run
+            if usage is not None:
+                err.write(_usage_line(usage, model_name, time.monotonic() - started) + "\n")
             return EXIT_ERROR
     return EXIT_OK
 
@@ -235,56 +262,15 @@ def _silence_stdout() -> None:
         pass
 
 
-def demo_tools() -> List[Any]:
-    def get_weather(city: str) -> str:
-        """Current weather for a city (demo data).
-
-        Args:
-            city: City name, e.g. "Paris".
-        """
-        return f"{city}: 18°C, light rain"
-
-    def add(a: int, b: int) -> int:
-        """Add two integers."""
-        return a + b
-
-    return [get_weather, add]
-
-
-def _paced(text: str, cancel: Any, size: int = 3, delay: float = 0.015) -> Iterator[str]:
-    for i in range(0, len(text), size):
-        if cancel.wait(delay):
-            return
-        yield text[i:i + size]
-
-
-def offline_demo_model() -> FunctionModel:
-    """A scripted model (no network): thinks, calls the demo tools, then answers from their results."""
-    demo_args: Dict[str, Dict[str, Any]] = {"get_weather": {"city": "Paris"}, "add": {"a": 2, "b": 3}}
-
-    def respond(messages: List[Any], info: Any) -> Iterator[Any]:
-        results = {p.tool_name: p.content for m in messages for p in getattr(m, "parts", ())
-                   if isinstance(p, ToolReturnPart)}
-        if not results and info.tools:
-            for piece in _paced("Two questions: the weather and a sum. One tool each.", info.cancel, 6):
-                yield ThinkingChunk(piece)
-            for i, tool in enumerate(info.tools):
-                args = demo_args.get(tool.name) or generate_args(tool.parameters_json_schema)
-                yield ToolCallChunk(("call", i), tool.name, f"call_demo_{i}", json.dumps(args))
-            return
-        weather = results.get("get_weather", "unknown")
-        total = results.get("add", "?")
-        yield from _paced(f"Weather: {weather}. And 2 + 3 = {total}. "
-                          "(This answer came from the offline demo model; set OPENAI_API_KEY or "
-                          "ANTHROPIC_API_KEY, or start Ollama, to talk to a real one.)", info.cancel)
-
-    return FunctionModel(respond, model_name="offline-demo")
-
-
 # -- commands --------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.model:
-        model: Union[str, Model] = resolve_model(args.model)
+    model: Union[str, Model]
+    if args.base_url or args.api_key:
+        model, why = model_with_endpoint(args.model, args.base_url, args.api_key)
+        if not args.model:  # the server chose it: say which
+            sys.stderr.write(f"agentstream: using {why}\n")
+    elif args.model:
+        model = resolve_model(args.model)
     else:
         model, why = detect_model(TestModel)
         if isinstance(model, Model):
@@ -294,7 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.model:
+    if args.base_url or args.api_key:
+        model, why = model_with_endpoint(args.model, args.base_url, args.api_key)
+    elif args.model:
         model, why = resolve_model(args.model), args.model
     else:
         model, why = detect_model(offline_demo_model)
@@ -329,8 +317,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", metavar="URL", help=(
+        "API root of the server, e.g. http://localhost:8080/v1 (overrides the prefix's base URL variable); "
+        "with no --model, or a model name without a prefix, an OpenAI-compatible server "
+        "(no --model: the first model its /models lists)"))
+    parser.add_argument("--api-key", metavar="KEY", help=(
+        "API key for the model (overrides its key variable). Command-line flags are visible to other "
+        "users in `ps` and kept in shell history: prefer the provider's variable, e.g. OPENAI_API_KEY. "
+        "Never printed."))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentstream", description="Stream LLM agent runs in the terminal.")
+    parser.add_argument("--version", action="version", version=f"agentstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="stream one agent run", description=(
         "Stream an agent run: text live, thinking dimmed, tool calls and results on their own lines, then "
@@ -341,11 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tools", action="append", metavar="MODULE:FUNC,...",
                      help="tool functions to import, comma-separated (repeatable)")
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
+    _endpoint_flags(run)
     models = sub.add_parser("models", help="list the model prefixes and what each needs")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
     demo = sub.add_parser("demo", help="stream a demo run (a real provider if configured, else offline)")
     demo.add_argument("--model", default=None)
     demo.add_argument("--json", action="store_true", help="print one JSON event per line")
+    _endpoint_flags(demo)
     return parser
 
 

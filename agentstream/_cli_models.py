@@ -1,11 +1,11 @@
 """The CLI's models: the provider table as the CLI shows it, choosing a model when none is
 given (``detect_model``: ``AGENTSTREAM_MODEL``, an API key in the environment, a local
-OpenAI-compatible server found by ``probe_local_servers``, else offline) and ``--model``
-specs (``resolve_model``).
+OpenAI-compatible server found by ``probe_local_servers``, else offline), ``--model``
+specs (``resolve_model``) and ``--base-url`` / ``--api-key`` (``model_with_endpoint``).
 
 Part of the command (``_cli.py``, which re-exports ``detect_model`` / ``probe_local_servers``);
-imports only ``exceptions``, ``models`` and the standard library. Never imported by the
-package, and never imports ``_cli.py``.
+imports only ``exceptions``, ``models``, ``_http.safe_url`` and the standard library. Never
+imported by the package, and never imports ``_cli.py``. An API key is never printed.
 """
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ from urllib.parse import urlsplit
 
 from .exceptions import UserError
 from .models import Model
+from .models._registry import env_api_key
 
-__all__ = ["DEFAULT_MODELS", "PROBE_TIMEOUT", "detect_model", "import_attr", "probe_local_servers",
-           "provider_rows", "resolve_model"]
+__all__ = ["DEFAULT_MODELS", "PROBE_TIMEOUT", "detect_model", "import_attr", "model_with_endpoint",
+           "probe_local_servers", "provider_rows", "resolve_model"]
 
 PROBE_TIMEOUT = 0.3
-DEFAULT_MODELS = (("OPENAI_API_KEY", "openai:gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic:claude-haiku-4-5"))
+BASE_URL_PROBE_TIMEOUT = 5.0  # --base-url without --model: the server named was asked for, so wait longer
+DEFAULT_MODELS = (("OPENAI_API_KEY", "openai:gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic:claude-haiku-4-5"),
+                  ("GEMINI_API_KEY", "google:gemini-2.5-flash"), ("GOOGLE_API_KEY", "google:gemini-2.5-flash"))
 
 
 # -- the provider table (defensive: values may be plain strings or richer records) -------------------
@@ -62,13 +65,18 @@ def _local_candidates() -> List[Tuple[str, str]]:
     return found or [("ollama", "http://localhost:11434/v1")]
 
 
-def _first_model(base_url: str, timeout: float) -> Optional[str]:
+def _first_model(base_url: str, timeout: float, api_key: Optional[str] = None) -> Optional[str]:
     """The first chat model a server lists at ``{base_url}/models``, or None."""
     import urllib.request
 
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
+    loopback = urlsplit(base_url).hostname in ("localhost", "127.0.0.1", "::1")
+    handlers = [urllib.request.ProxyHandler({})] if loopback else []  # loopback: never a proxy
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(base_url + "/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with opener.open(base_url + "/models", timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             if response.status != 200:
                 return None
             data = json.loads(response.read(1_000_000).decode("utf-8"))
@@ -100,7 +108,7 @@ def detect_model(offline: Callable[[], Model]) -> Tuple[Union[str, Model], str]:
     if chosen:
         return chosen, f"{chosen} (from AGENTSTREAM_MODEL)"
     for env, spec in DEFAULT_MODELS:
-        if os.environ.get(env):
+        if env_api_key(env):
             return spec, f"{spec} ({env} is set)"
     local = probe_local_servers()
     if local:
@@ -140,6 +148,42 @@ def resolve_model(spec: str) -> Union[str, Model]:
     return value
 
 
+def model_with_endpoint(spec: Optional[str], base_url: Optional[str],
+                        api_key: Optional[str]) -> Tuple[Model, str]:
+    """The model for ``--model`` (maybe None) with ``--base-url`` / ``--api-key`` (at least one
+    given), and a line saying which model (the URL without credentials, never the key).
+
+    ``PREFIX:MODEL`` gets them as ``base_url=`` / ``api_key=``; a bare model name, or no
+    ``--model`` at all (the first model ``{base_url}/models`` lists), is an OpenAI-compatible
+    server at ``--base-url``.
+    """
+    from ._http import safe_url
+    from .models import OpenAIChatModel
+    from .models._registry import model_from_string
+
+    options = {k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v}
+    flags = " and ".join(f"--{k.replace('_', '-')}" for k in options)
+    if spec is None:
+        if not base_url:
+            raise UserError("--api-key needs --model PREFIX:MODEL or --base-url")
+        root = base_url.rstrip("/")
+        name = _first_model(root, BASE_URL_PROBE_TIMEOUT, api_key)
+        if name is None:
+            raise UserError(f"--base-url {safe_url(root)}: no model listed at {safe_url(root)}/models; "
+                            "name one with --model")
+        return (OpenAIChatModel(name, base_url=root, api_key=api_key, provider="custom"),
+                f"{name} (listed at {safe_url(root)}/models)")
+    resolved = resolve_model(spec)
+    if isinstance(resolved, Model) or spec.partition(":")[0].strip().lower() == "test":
+        raise UserError(f"{flags} apply to PREFIX:MODEL models, not to --model {spec!r}")
+    where = f"{spec} at {safe_url(base_url)}" if base_url else spec
+    if ":" not in spec:
+        if not base_url:
+            raise UserError(f"--model {spec!r} with --api-key needs a prefix (e.g. openai:{spec}) or --base-url")
+        return OpenAIChatModel(spec.strip(), base_url=base_url, api_key=api_key, provider="custom"), where
+    return model_from_string(spec, **options), where
+
+
 def provider_rows() -> List[Dict[str, Any]]:
     """One dict per known prefix: what it is and what it needs."""
     rows = []
@@ -150,7 +194,7 @@ def provider_rows() -> List[Dict[str, Any]]:
             "description": _field(info, "description") or "",
             "key_env": key_env,
             "key_required": bool(_field(info, "key_required")),
-            "key_set": bool(key_env and os.environ.get(key_env)),
+            "key_set": bool(env_api_key(key_env)),
             "base_url": _base_url(info),
             "base_url_env": _field(info, "base_url_env"),
         })

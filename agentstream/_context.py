@@ -76,6 +76,7 @@ class ContextManager:
                 messages = outcome.messages
             loop.checkpoint()
         size = self.counter.measure(messages, tools)
+        loop.state.request_tokens = size.tokens   # the usage estimate if the server reports none
         loop.emit(ContextInfo(estimated_tokens=size.tokens, request_bytes=size.request_bytes,
                               context_limit=self.context_limit, method=self.counter.method,
                               last_prompt_tokens=loop.state.last_prompt_tokens, message_count=size.messages))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -21,6 +22,7 @@ import pydantic
 from pydantic_core import to_jsonable_python
 
 from ._accumulate import ResponseBuilder
+from ._channel import Batch
 from ._output import OutputSchema
 from ._run_context import RunContext
 from .events import (OutputReady, RequestStart, ResponseComplete, Retrying, RunStart,
@@ -28,7 +30,7 @@ from .events import (OutputReady, RequestStart, ResponseComplete, Retrying, RunS
 from .exceptions import ModelRetry, UnexpectedModelBehavior, UsageLimitExceeded
 from .messages import (ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart,
                        ToolCallPart, ToolReturnPart, UserPromptPart)
-from .models._base import Model, ModelRequestParameters, StreamContext
+from .models._base import Model, ModelRequestParameters, StreamContext, StreamReset
 from .settings import ModelSettings
 from .tools import Tool
 from .usage import Usage, UsageLimits
@@ -78,6 +80,7 @@ class RunState:
     text_chunks: List[str] = field(default_factory=list)
     thinking_chunks: List[str] = field(default_factory=list)
     last_prompt_tokens: Optional[int] = None
+    request_tokens: int = 0   # ContextInfo.estimated_tokens of the request being made
 
 
 # --- the steps ---------------------------------------------------------------------
@@ -174,7 +177,7 @@ class AgentLoop:
         state.messages = cfg.context.prepare(state.messages, params, self)
         self.checkpoint()
 
-        builder = state.builder = ResponseBuilder(cfg.model.model_name)
+        builder = state.builder = ResponseBuilder(cfg.model.model_name, getattr(cfg.model, "system", None))
         feed, emit, text_chunks, thinking_chunks = builder.feed, self.emit, state.text_chunks, state.thinking_chunks
         is_set = self.cancel.is_set
         stream_ctx = StreamContext(
@@ -182,11 +185,21 @@ class AgentLoop:
             on_retry=lambda attempt, delay, error: emit(Retrying(attempt, delay, error)),
             output_started=lambda: builder.emitted > 0)
         items = cfg.model.stream(state.messages, cfg.settings, params, stream_ctx)
+        marks = (sum(map(len, text_chunks)), sum(map(len, thinking_chunks)))  # for a StreamReset
         try:
-            for item in items:  # an item, or a list of the items of one network read
+            for item in items:  # an item, or a Batch: the items of one network read
                 if is_set():
                     raise CancelledRun()
-                batch = feed(item) if type(item) is not list else [e for it in item for e in feed(it)]
+                if type(item) is Batch:
+                    batch = Batch([e for one in item for e in feed(one)])
+                elif type(item) is StreamReset:
+                    builder = self._reset_response(builder, item, marks)
+                    feed = builder.feed
+                    continue
+                else:
+                    batch = feed(item)
+                    if len(batch) > 1:
+                        batch = Batch(batch)
                 if batch:
                     for event in batch:
                         kind = event.kind
@@ -206,16 +219,35 @@ class AgentLoop:
         self.checkpoint()
 
         response = builder.build()
+        if builder.usage is None:  # the server sent no usage: estimate it, flagged
+            response.usage = Usage(input_tokens=state.request_tokens,
+                                   output_tokens=estimate_output_tokens(builder, response), estimated=True)
         response.usage.requests = 1
         state.builder = None
         state.messages.append(response)
         state.pending_calls, state.done_results = response.tool_calls, {}  # answered if the run ends now
         state.usage.add(response.usage)
-        if response.usage.input_tokens:
+        if response.usage.input_tokens and builder.usage is not None:   # reported, not our estimate
             state.last_prompt_tokens = response.usage.input_tokens
         self.emit(ResponseComplete(state.step, response.finish_reason, response.usage))
         self._check_token_limits()
         return HandleResponse(response, dict(builder.invalid_args))
+
+    def _reset_response(self, builder: ResponseBuilder, reset: StreamReset, marks: Any) -> ResponseBuilder:
+        """The response was cut after output and starts again: count the void attempt's usage
+        (estimated where the server sent none), drop its text and thinking, tell the consumer."""
+        state = self.state
+        partial = builder.build(partial=True)
+        usage = builder.usage.copy() if builder.usage is not None else Usage(input_tokens=state.request_tokens)
+        usage.output_tokens = max(usage.output_tokens, estimate_output_tokens(builder, partial))
+        usage.estimated, usage.requests = True, 1
+        state.usage.add(usage)
+        for chunks, mark in zip((state.text_chunks, state.thinking_chunks), marks):
+            kept = "".join(chunks)[:mark]
+            chunks[:] = [kept] if kept else []
+        state.builder = ResponseBuilder(builder.model_name, builder.provider_name)
+        self.emit(Retrying(reset.attempt, reset.delay, reset.error, reset=True))
+        return state.builder
 
     def _check_token_limits(self) -> None:
         usage = self.state.usage
@@ -268,19 +300,18 @@ class AgentLoop:
         state.pending_calls = list(calls)
         state.done_results = {}
         for i, call in enumerate(calls):  # handlers see every call before any tool runs
-            self.emit(ToolCallComplete(call.tool_name, call.tool_call_id, dict(call.args)),
+            self.emit(ToolCallComplete(call.tool_name, call.tool_call_id, dict(call.args), call.raw_args),
                       wait=i == len(calls) - 1)
         self.checkpoint()
         output_call = next((c for c in calls if c.tool_name == cfg.output.tool_name), None)
         if output_call is not None:
             return self._finish_with_output_tool(output_call, calls, step.invalid_args)
-        function_calls = [c for c in calls if c.tool_name in cfg.tools]
-        for limits in cfg.limits:
+        for limits in cfg.limits:  # every call counts, as in usage.tool_calls (failed ones too)
             bound = limits.tool_calls_limit
-            if bound is not None and state.usage.tool_calls + len(function_calls) > bound:
+            if bound is not None and state.usage.tool_calls + len(calls) > bound:
                 raise UsageLimitExceeded(
-                    f"running {len(function_calls)} more tool call(s) would exceed tool_calls_limit={bound}",
-                    limit="tool_calls_limit", value=state.usage.tool_calls + len(function_calls))
+                    f"running {len(calls)} more tool call(s) would exceed tool_calls_limit={bound}",
+                    limit="tool_calls_limit", value=state.usage.tool_calls + len(calls))
         results = self._execute_all(calls, step.invalid_args)
         self._update_retries(results)
         state.messages.append(ModelRequest(results))
@@ -357,7 +388,7 @@ class AgentLoop:
     def _report(self, call: ToolCallPart, outcome: Any, count: bool = True) -> None:
         part, success, error, result = outcome
         self.state.done_results[call.tool_call_id] = part
-        if success and count:
+        if count:  # every call the loop tried to execute: run, raised, refused (unknown tool, bad args)
             self.state.usage.tool_calls += 1
         self.emit(ToolExecuted(call.tool_name, call.tool_call_id, success, error, result))
 
@@ -403,6 +434,14 @@ def _error_text(exc: BaseException) -> str:
                    for e in exc.errors(include_url=False)]
         return f"{exc.error_count()} validation error(s): " + json.dumps(details, default=repr)
     return str(exc)
+
+
+def estimate_output_tokens(builder: ResponseBuilder, response: Optional[ModelResponse] = None) -> int:
+    """About 4 characters a token: text, thinking and (of a whole ``response``) tool calls."""
+    chars = len(builder.text) + len(builder.thinking)
+    for call in response.tool_calls if response is not None else ():
+        chars += len(call.tool_name) + len(json.dumps(call.args, default=str))
+    return math.ceil(chars / 4)
 
 
 def close_calls(calls: List[ToolCallPart], done: Dict[str, Any]) -> List[Any]:

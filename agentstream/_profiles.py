@@ -82,6 +82,13 @@ _TABLE: List[Tuple[str, int, Optional[int], str, Optional[str]]] = [
      "mistral", None),
     (r"mistral-small-(3|24)", 131_072, None, "mistral", None),
     (r"mistral", 32_768, None, "mistral", None),
+    # --- Google Gemini (normalised: gemini-2-5-flash); token counts are approximate ---
+    (r"^gemini-3", 1_048_576, 65_536, "gemini", None),
+    (r"^gemini-2-5", 1_048_576, 65_536, "gemini", None),
+    (r"^gemini-2", 1_048_576, 8_192, "gemini", None),
+    (r"^gemini-1-5-pro", 2_097_152, 8_192, "gemini", None),
+    (r"^gemini-1-5", 1_048_576, 8_192, "gemini", None),
+    (r"^gemini", 1_048_576, None, "gemini", None),
     # --- a few other common open models ---
     (r"gemma-?3", 131_072, None, "gemma", None),
     (r"gemma", 8_192, None, "gemma", None),
@@ -105,8 +112,8 @@ def normalize_name(name: str) -> str:
     return name
 
 
-_PREFIXES = {"openai", "anthropic", "ollama", "vllm", "lmstudio", "llamacpp", "openrouter", "groq",
-             "deepseek", "together", "test", "function"}
+_PREFIXES = {"openai", "openai-responses", "anthropic", "ollama", "vllm", "lmstudio", "llamacpp", "openrouter",
+             "groq", "deepseek", "together", "google", "gemini", "test", "function"}
 
 
 def profile_for(name: Optional[str]) -> Optional[ModelProfile]:

@@ -2,7 +2,9 @@
 
 Only the opening of a response is retried: the HTTP model calls ``call_with_retries`` on a
 function that sends the request and reads up to the first output item, so nothing of a
-retried attempt has reached the user. Built on tenacity from named pieces:
+retried attempt has reached the user. The contract is ours -- ``is_retryable``, the waits,
+``on_retry(attempt, delay, error)``, the last error re-raised as is, None once cancelled --
+and tenacity is how it is built, from named pieces:
 ``retry_if_exception(is_retryable)``, ``stop_after_attempt(n) | stop_when_event_set(cancel)``,
 ``RetryAfterWait`` (the server's ``retry-after-ms`` / ``retry-after``, capped, else exponential
 backoff with jitter), ``sleep_using_event(cancel)`` (a cancel wakes the back-off at once) and
@@ -107,10 +109,14 @@ class RetryAfterWait(wait_base):
 
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
+        return self.delay_for(error, retry_state.attempt_number)
+
+    def delay_for(self, error: Optional[BaseException], attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
         asked = getattr(error, "retry_after", None)
         if isinstance(asked, (int, float)) and asked >= 0:
             return float(min(asked, self.cap))
-        delay = min(self.max_delay, self.base * 2 ** (retry_state.attempt_number - 1))
+        delay = min(self.max_delay, self.base * 2 ** (attempt - 1))
         return delay * (1.0 - 0.25 * self.rand())
 
 
@@ -146,10 +152,15 @@ def build_retrying(*, max_retries: int, cancel: Any = None,
                     sleep=sleep, before_sleep=before_sleep, reraise=True)
 
 
-def call_with_retries(fn: Callable[[], T], **kwargs: Any) -> T:
-    """``fn()`` under ``build_retrying(**kwargs)``; the last error is re-raised as is.
+def call_with_retries(fn: Callable[[], T], *, cancel: Any = None, **kwargs: Any) -> Optional[T]:
+    """``fn()`` under ``build_retrying(cancel=cancel, **kwargs)``; the last error is re-raised as is.
 
-    ``fn`` must check the cancel token first and return (not raise) when it is set:
-    after a cancel wakes the back-off, tenacity still makes one more attempt.
+    Returns None, without calling ``fn`` again, once ``cancel`` is set: a cancel during the
+    back-off ends the loop at once (tenacity itself would make one more attempt).
     """
-    return build_retrying(**kwargs)(fn)
+    def attempt() -> Optional[T]:
+        if cancel is not None and cancel.is_set():
+            return None
+        return fn()
+
+    return build_retrying(cancel=cancel, **kwargs)(attempt)

@@ -5,8 +5,8 @@ point, see ``_abort.py``), keep up to ``POOL_MAXSIZE`` connections per host, and
 distinct request (url, headers) once: the environment (proxies, ``NO_PROXY``, CA bundle,
 ``.netrc``) is read when a request is first prepared, not per request (``_post``).
 
-Layer: used by ``_http.py``; imports only ``_abort.py``, requests and the standard library --
-never ``_http.py`` or the layers above.
+Layer: used by ``_http.py`` (``_post``) and ``models/_http_model.py`` (``new_session``); imports
+only ``_abort.py``, requests and the standard library -- never ``_http.py`` or the layers above.
 """
 from __future__ import annotations
 

@@ -3,13 +3,21 @@
 Feed raw bytes as they arrive; get back completed events.  Lines are split only on
 CRLF / LF / CR in the *byte* stream (a CRLF straddling two feeds is one terminator) and
 each complete line is decoded as strict UTF-8, so reads that end mid-character are fine
-and U+0085 / U+2028 / U+2029 are never treated as line breaks.  Lenient extensions:
-``flush()`` dispatches an unterminated last event at EOF, and a non-SSE line such as a
-raw ``{"error": ...}`` body is reported as a ``stray`` event instead of being dropped.
+and U+0085 / U+2028 / U+2029 are never treated as line breaks.
 
-``decoder_state`` / ``events_before_error`` / ``made_progress`` read the decoder's internals for
-a reader (``_http.OpenResponse.reads``): replaying a read that failed, and telling content from
-keep-alives. Imports only the standard library: no requests, nothing of agentstream.
+Field lines with an unknown name are ignored, as the spec says: ``foo: bar``, ``error``, and
+`` data: x`` (its field name is `` data``, with the space). Lenient extensions: ``flush()``
+dispatches an unterminated last event at EOF, and a line that cannot be a field line of an
+event stream -- one starting with ``{`` or ``[`` (a raw JSON error body), or whose name
+(before the first colon, surrounding blanks aside) is not a token, such as ``Internal Server
+Error`` or ``<html>`` -- is reported as a ``stray`` event instead of being dropped, so a body
+that is not an event stream (an HTML page, plain JSON, an error text) gives a clear error.
+
+What a reader (``_http.OpenResponse.reads``) needs is public: ``content_lines`` /
+``comment_lines``, ``pending_content`` (a content line partly received), ``open_event`` (the
+event being received, if any) and ``SSEDecodeError.events`` (the events a failed ``feed``
+completed before the bad line). Imports only the standard library: no requests, nothing of
+agentstream.
 """
 
 from __future__ import annotations
@@ -17,10 +25,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, List, Optional
 
-__all__ = ["SSEDecodeError", "ServerSentEvent", "SSEDecoder", "decoder_state", "events_before_error",
-           "made_progress"]
+__all__ = ["SSEDecodeError", "ServerSentEvent", "SSEDecoder"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _BOM = b"\xef\xbb\xbf"
@@ -30,13 +37,15 @@ _new = object.__new__
 class SSEDecodeError(ValueError):
     """Invalid UTF-8 in a line, or a line / pending event over ``max_event_bytes``.
 
-    ``line`` holds the offending raw line (truncated to 200 bytes).  After this error the
+    ``line`` holds the offending raw line (truncated to 200 bytes), ``events`` the events the
+    failing ``feed`` completed before it (a read may hold many).  After this error the
     stream should be treated as broken: the rest of the chunk being fed is discarded.
     """
 
-    def __init__(self, message: str, line: bytes = b"") -> None:
+    def __init__(self, message: str, line: bytes = b"", events: Optional[List["ServerSentEvent"]] = None) -> None:
         super().__init__(message)
         self.line = bytes(line[:200])
+        self.events: List[ServerSentEvent] = list(events or ())
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,18 @@ class SSEDecoder:
         self._unterminated = False  # flush() found a pending line/event
 
     @property
+    def pending_content(self) -> bool:
+        """True while a non-comment line is partly received (a big event still arriving)."""
+        partial = self._partial
+        return bool(partial) and partial[0][:1] != b":"
+
+    @property
+    def open_event(self) -> Optional[str]:
+        """The ``event:`` type of the event being received ("" if it has none yet), or None
+        when no field line came since the last blank line."""
+        return self._event if self._dirty else None
+
+    @property
     def ended_cleanly(self) -> bool:
         """True when no partial line or event is pending (last event ended by a blank line)."""
         return not (self._partial or self._dirty or self._unterminated)
@@ -109,11 +130,12 @@ class SSEDecoder:
             partial.append(tail)
         self._partial_len = len(tail)
         if len(lines[0]) + len(chunk) > self.max_event_bytes:
-            for line in lines:
+            for i, line in enumerate(lines):
                 if len(line) > self.max_event_bytes:
-                    raise SSEDecodeError("SSE line exceeds max_event_bytes", line)
+                    raise SSEDecodeError("SSE line exceeds max_event_bytes", line,
+                                         self._process(lines[:i]) if i else [])
             if len(tail) > self.max_event_bytes:
-                raise SSEDecodeError("SSE line exceeds max_event_bytes", tail)
+                raise SSEDecodeError("SSE line exceeds max_event_bytes", tail, self._process(lines))
         return self._process(lines)
 
     def flush(self) -> List[ServerSentEvent]:
@@ -178,7 +200,7 @@ class SSEDecoder:
                 if name == "data":
                     data_len += len(line)
                     if data_len > limit:
-                        raise SSEDecodeError("SSE event exceeds max_event_bytes", line)
+                        raise SSEDecodeError("SSE event exceeds max_event_bytes", line, out)
                     data.append(value)
                     dirty = True
                 elif name == "event":
@@ -192,13 +214,13 @@ class SSEDecoder:
                     if value.isascii() and value.isdigit():
                         self._retry = int(value)
                     dirty = True
-                elif line[0] in b"{[" or not _IDENT.match(name):
+                elif line[0] in b"{[" or not _IDENT.match(name.strip(" \t")):
                     out.append(ServerSentEvent("stray", line.decode("utf-8"),
                                                self._id, self._retry, True))
-                else:  # unknown but well-formed field: ignored per spec
+                else:  # an unknown field (" data" too): ignored per spec
                     dirty = True
         except UnicodeDecodeError as exc:
-            raise SSEDecodeError("invalid UTF-8 in SSE line: %s" % exc, line) from None
+            raise SSEDecodeError("invalid UTF-8 in SSE line: %s" % exc, line, out) from None
         finally:
             self._data = data
             self._data_len = data_len
@@ -207,51 +229,3 @@ class SSEDecoder:
             self.content_lines += content
             self.comment_lines += comments
         return out
-
-
-# --- decoder internals, for a reader (``_http.OpenResponse.reads``) ------------------------
-
-def decoder_state(decoder: SSEDecoder) -> Optional[Dict[str, Any]]:
-    """A copy of the decoder's state (SSEDecoder internals), to replay a read that failed."""
-    state = getattr(decoder, "__dict__", None)
-    if state is None or not isinstance(state.get("_partial"), list) or not isinstance(state.get("_data"), list):
-        return None
-    state = state.copy()
-    state["_partial"] = state["_partial"][:]
-    state["_data"] = state["_data"][:]
-    return state
-
-
-def events_before_error(decoder: SSEDecoder, state: Optional[Dict[str, Any]], chunk: bytes) -> List[ServerSentEvent]:
-    """The events ``chunk`` completed before the line that made ``decoder.feed`` fail: the
-    decoder drops them with the error, and a read may hold many events (a whole chunked
-    read, or a close-delimited one), which the caller must still get before the error."""
-    if state is None:
-        return []
-    decoder.__dict__.update(state)
-    events: List[ServerSentEvent] = []
-    for line in chunk.splitlines(keepends=True):
-        try:
-            events.extend(decoder.feed(line))
-        except SSEDecodeError:
-            break
-    return events
-
-
-def _pending_content(decoder: SSEDecoder) -> bool:
-    """True while a non-comment line is partly received (a big event still arriving)."""
-    partial = getattr(decoder, "_partial", None)  # SSEDecoder internals: pieces of the open line
-    return bool(partial) and partial[0][:1] != b":"
-
-
-def made_progress(decoder: SSEDecoder, seen: int, events: List[ServerSentEvent],
-                   keepalive: Optional[Callable[[ServerSentEvent], bool]]) -> bool:
-    """Did the last read carry content (restarting the idle timer)? Comments never do; nor
-    do events that are keep-alives, unless a real event has started after them."""
-    if keepalive is None:
-        return bool(events) or decoder.content_lines != seen or _pending_content(decoder)
-    if any(not keepalive(event) for event in events):
-        return True
-    pending_event = getattr(decoder, "_event", "")   # SSEDecoder internals: `event:` of the open event
-    started = bool(getattr(decoder, "_dirty", False)) and pending_event != "ping"
-    return started or _pending_content(decoder)

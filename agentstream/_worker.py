@@ -1,21 +1,21 @@
-"""The worker thread: runs the agent loop and puts events on a bounded queue.
+"""The worker thread: runs the agent loop and puts events on a bounded channel.
 
 The worker never references the ``AgentStream`` (only this ``RunShared``),
 so a dropped stream is garbage collected and its finalizer cancels the run.
 The last two items it queues are always exactly one terminal event
-(RunComplete / Error / Cancelled) and ``END``; those two bypass the queue
-bound, so a worker can always finish, whatever the consumer does.
+(RunComplete / Error / Cancelled) and ``END``; those two bypass the bound,
+and every wait of the worker (a full channel, a barrier) ends on a cancel,
+so a worker can always finish, whatever the consumer does (or if there is none).
 """
 from __future__ import annotations
 
 import logging
-import math
-import queue
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ._cancel import CancelToken
-from ._loop import AgentLoop, CancelledRun, RunConfig, RunState, close_calls
+from ._channel import END, Barrier, Channel
+from ._loop import AgentLoop, CancelledRun, RunConfig, RunState, close_calls, estimate_output_tokens
 from .events import Cancelled, Error, RunComplete
 from .exceptions import RunCancelled
 from .messages import ModelRequest
@@ -23,17 +23,9 @@ from .usage import Usage
 
 log = logging.getLogger("agentstream")
 
-END = object()
+__all__ = ["END", "RunShared", "attach_to_handler_error", "start_worker"]
+
 QUEUE_SIZE = 256  # items: an event, or the batch of one network read (<= read_size of bytes)
-
-
-class Barrier:
-    """Queued after an event the worker must see handled before going on."""
-
-    __slots__ = ("handled",)
-
-    def __init__(self) -> None:
-        self.handled = threading.Event()
 
 
 class RunShared:
@@ -42,45 +34,59 @@ class RunShared:
     def __init__(self, cfg: RunConfig, cancel: CancelToken) -> None:
         self.cfg = cfg
         self.cancel = cancel
-        self.queue: "queue.Queue[Any]" = queue.Queue(QUEUE_SIZE)
+        self.channel = Channel(QUEUE_SIZE)
         self.state = RunState()
         self.done = threading.Event()
         self.abandoned = False
+        self.worker_ident: Optional[int] = None
+        self.unlink: Callable[[], None] = _nothing   # detaches the user's cancel_token, at the end
         self.output: Any = None
         self.error: Optional[BaseException] = None
         self.terminal: Any = None
-        # wait for the consumer to handle ToolCallComplete before tools run: set when
-        # on_tool_call/on_event handlers exist or the stream is iterated
-        self.sync_tool_calls = False
+        # wait for the consumer to handle each response's ToolCallComplete events before its
+        # tools run: on by default (the stream may be iterated, however late); turned off when
+        # a consumer that cannot show them claims the stream (result()/start() with no
+        # tool-call or event handler) and ignored once the stream was dropped
+        self.sync_tool_calls = True
 
     def abandon(self) -> None:
-        """The stream was dropped: stop, nobody will read the queue."""
+        """The stream was dropped: stop, nobody will read the channel.
+
+        Called by the stream's finalizer, which may run during a garbage collection on
+        any thread, that thread holding any lock (the token's, the HTTP layer's). On the
+        worker thread it only sets the flag: the worker, running Python code at that
+        moment, cancels at its next hand-off. Elsewhere it sets the token: its lock is
+        reentrant, and its callbacks (the run's connection shutdown) take only locks the
+        worker holds, never this thread."""
         self.abandoned = True
-        self.cancel.set()
+        if threading.get_ident() != self.worker_ident:
+            self.cancel.set()
+
+    def _stop(self) -> bool:
+        return self.abandoned or self.cancel.is_set()
+
+    def _halt(self) -> CancelledRun:
+        if self.abandoned:
+            self.cancel.set()   # the flag may come from a finalizer on this thread: cancel from here
+        return CancelledRun()
 
     # -- putting ----------------------------------------------------------------
     def emit(self, event: Any, wait: bool = False) -> None:
-        put = self.queue.put
-        while True:
-            try:
-                put(event, timeout=0.1)
-                break
-            except queue.Full:
-                if self.cancel.is_set():
-                    raise CancelledRun() from None
-        if wait and self.sync_tool_calls:
+        """Hand ``event`` (or a ``Batch``) to the consumer; with ``wait``, also wait until
+        the consumer has handled it (when ``sync_tool_calls``)."""
+        if self.abandoned or not self.channel.put(event, self._stop):
+            raise self._halt()
+        if wait and self.sync_tool_calls and not self.abandoned:
             barrier = Barrier()
-            self.emit(barrier)
-            while not barrier.handled.wait(0.1):
-                if self.cancel.is_set():
-                    raise CancelledRun()
+            if not self.channel.put(barrier, self._stop) or not barrier.wait(self._stop):
+                raise self._halt()
 
     def force_put(self, item: Any) -> None:
-        q = self.queue
-        with q.mutex:
-            q.queue.append(item)
-            q.unfinished_tasks += 1
-            q.not_empty.notify()
+        self.channel.force_put(item)
+
+
+def _nothing() -> None:
+    pass
 
 
 def start_worker(shared: RunShared) -> threading.Thread:
@@ -92,6 +98,7 @@ def start_worker(shared: RunShared) -> threading.Thread:
 
 def _main(shared: RunShared) -> None:
     cfg, state, cancel = shared.cfg, shared.state, shared.cancel
+    shared.worker_ident = threading.get_ident()
     terminal: Any = None
     try:
         shared.output = AgentLoop(cfg, state, shared.emit, cancel).run()
@@ -115,6 +122,10 @@ def _main(shared: RunShared) -> None:
                 shared.force_put(terminal)
                 shared.force_put(END)
             shared.done.set()
+            try:
+                shared.unlink()
+            except Exception:  # detaching the user's token must not hide the run's outcome
+                log.debug("run %s: unlinking the cancel token failed", cfg.run_id, exc_info=True)
 
 
 def history_so_far(state: RunState, reason: str = "cancelled") -> List[Any]:
@@ -134,11 +145,12 @@ def history_so_far(state: RunState, reason: str = "cancelled") -> List[Any]:
 
 
 def usage_so_far(state: RunState) -> Usage:
-    """Run usage plus the interrupted response's, estimated when the server sent none."""
+    """Run usage plus the interrupted response's, estimated when the server sent none:
+    its prompt from the request's ``ContextInfo.estimated_tokens``, its output from what arrived."""
     usage = state.usage.copy()
     builder = state.builder
     if builder is not None:
-        estimate = math.ceil((len(builder.text) + len(builder.thinking)) / 4)
+        estimate = estimate_output_tokens(builder)
         if builder.usage is not None:
             partial = builder.usage.copy()
             if builder.finish_reason is None:
@@ -148,6 +160,9 @@ def usage_so_far(state: RunState) -> Usage:
                 partial.estimated = True
         else:
             partial = Usage(output_tokens=estimate, estimated=True)
+        if not partial.input_tokens and state.request_tokens:
+            partial.input_tokens = state.request_tokens
+            partial.estimated = True
         partial.requests = 1
         usage.add(partial)
     return usage
@@ -171,11 +186,20 @@ def _cancelled(shared: RunShared) -> Cancelled:
                      values["usage"], values["messages"])
 
 
-def _attach_partial(exc: BaseException, shared: RunShared) -> None:
-    for name, value in _partial(shared, "error").items():
+def _attach_partial(exc: BaseException, shared: RunShared, reason: str = "error", overwrite: bool = True) -> None:
+    for name, value in _partial(shared, reason).items():
         if name == "pending_tools" and not isinstance(exc, RunCancelled):
+            continue
+        if not overwrite and hasattr(exc, name):
             continue
         try:
             setattr(exc, name, value)
         except Exception:  # some exception types refuse attributes
             pass
+
+
+def attach_to_handler_error(exc: BaseException, shared: RunShared) -> None:
+    """A handler raised ``exc`` and the run has ended: put what the run had on it
+    (``partial_text``, ``partial_thinking``, ``usage``, ``messages``, ``run_id``), keeping
+    any attribute of those names the exception already has."""
+    _attach_partial(exc, shared, "cancelled", overwrite=False)

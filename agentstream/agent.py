@@ -128,7 +128,7 @@ class Agent(Generic[DepsT, OutputT]):
         """Start a run on a worker thread and return its ``AgentStream`` at once."""
         if prompt is not None and not isinstance(prompt, str):
             raise UserError(f"prompt must be a str, got {type(prompt).__name__}")
-        history = list(message_history or [])
+        history = _history_list(message_history)
         for i, message in enumerate(history):
             if not isinstance(message, (ModelRequest, ModelResponse)):
                 raise UserError(f"message_history[{i}] is a {type(message).__name__}, not a ModelRequest or "
@@ -165,3 +165,23 @@ class Agent(Generic[DepsT, OutputT]):
 
     def __repr__(self) -> str:
         return f"Agent(model={self.model!r}, tools={sorted(self._tools)})"
+
+
+def _history_list(history: Any) -> List[Any]:
+    """``message_history`` as a list, with the fix spelled out for the common mistakes."""
+    if history is None:
+        return []
+    if isinstance(history, RunResult):
+        hint: Optional[str] = "result.messages (or result.new_messages())"
+    elif isinstance(history, AgentStream):
+        hint = "stream.result().messages"
+    elif hasattr(history, "messages") and not isinstance(history, (list, tuple)):
+        hint = "its .messages"   # RunCancelled, a Cancelled event
+    else:
+        hint = None
+    if hint is not None:
+        raise UserError(f"message_history got a {type(history).__name__}, not a list of messages: pass {hint}")
+    if isinstance(history, (str, bytes, dict)) or not hasattr(history, "__iter__"):
+        raise UserError(f"message_history must be a list of messages, got {type(history).__name__} "
+                        "(load stored JSON with messages_from_json)")
+    return list(history)

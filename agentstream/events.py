@@ -101,12 +101,18 @@ class RequestStart(Event):
 
 @dataclass(frozen=True)
 class Retrying(Event):
-    """A request failed before any of its output was emitted and will be retried."""
+    """A request failed and will be retried after ``delay`` seconds.
+
+    ``reset=False``: it failed before any of its output was emitted. ``reset=True`` (only
+    with ``max_retries_after_output``): it was cut after output, and the whole response
+    starts again -- drop what this response showed so far (``stream.text`` already has).
+    """
 
     kind: ClassVar[str] = "retrying"
     attempt: int
     delay: float
     error: Any = None
+    reset: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,12 +161,15 @@ class ResponseComplete(Event):
 
 @dataclass(frozen=True)
 class ToolCallComplete(Event):
-    """A tool call's arguments are complete (the tool has not run yet)."""
+    """A tool call's arguments are complete (the tool has not run yet). ``raw_args``: the
+    arguments as the model sent them when they were not a JSON object (``args`` is then ``{}``
+    and the model is asked to retry), else None."""
 
     kind: ClassVar[str] = "tool_call_complete"
     tool_name: str
     tool_call_id: str
     args: Dict[str, Any]
+    raw_args: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,11 @@ class ModelHTTPError(AgentStreamError):
 
     Attributes: ``status``, ``body`` (the provider's error message or text,
     at most 2,000 characters), ``request_id`` (the provider's, if sent),
-    ``model_name``, ``retry_after`` (seconds, if the server said).
+    ``model_name``, ``retry_after`` (seconds, if the server said), ``url`` (the
+    request's, without credentials or query string; set by the HTTP layer).
     """
+
+    url: Optional[str] = None
 
     def __init__(self, status: int, body: str = "", *, request_id: Optional[str] = None,
                  model_name: Optional[str] = None, message: Optional[str] = None,

@@ -8,7 +8,8 @@ through JSON unchanged::
     data = messages_to_json(result.messages)
     history = messages_from_json(data)
 
-Imports only ``usage`` from the package.
+Imports only ``usage`` from the package (and, last, ``_openai_format``: ``messages_from_openai`` /
+``messages_to_openai`` for OpenAI chat-format histories).
 """
 from __future__ import annotations
 
@@ -111,31 +112,46 @@ class ModelRequest:
 
 @dataclass
 class TextPart:
-    """Text the model wrote."""
+    """Text the model wrote. ``provider_id``: the provider's id of the item it came in
+    (OpenAI Responses ``msg_...``), sent back where the provider pairs items by id."""
 
     content: str
     part_kind: Literal["text"] = "text"
+    provider_id: Optional[str] = None
+    #: opaque provider value sent back on this part (Gemini's ``thoughtSignature``)
+    signature: Optional[str] = None
 
 
 @dataclass
 class ToolCallPart:
-    """A tool call: ``tool_name``, ``args`` (a dict) and ``tool_call_id``."""
+    """A tool call: ``tool_name``, ``args`` (a dict) and ``tool_call_id``.
+    ``provider_id``: the provider's item id when it differs from the call id
+    (OpenAI Responses ``fc_...``; the result goes back under ``tool_call_id``).
+    ``raw_args``: the arguments exactly as the model sent them when they were not a JSON
+    object (``args`` is then ``{}``); the history sends them back unchanged."""
 
     tool_name: str
     args: Dict[str, Any] = field(default_factory=dict)
     tool_call_id: str = ""
     part_kind: Literal["tool-call"] = "tool-call"
+    provider_id: Optional[str] = None
+    raw_args: Optional[str] = None
+    #: opaque provider value sent back on this call (Gemini's ``thoughtSignature``)
+    signature: Optional[str] = None
 
 
 @dataclass
 class ThinkingPart:
     """Reasoning the model showed. ``signature`` / ``redacted_data`` are opaque
-    provider values that must be sent back unchanged (Anthropic)."""
+    provider values that must be sent back unchanged (Anthropic; OpenAI Responses
+    keeps its ``encrypted_content`` in ``signature``). ``provider_id``: the id of the
+    provider's reasoning item (OpenAI Responses ``rs_...``)."""
 
     content: str
     signature: Optional[str] = None
     redacted_data: Optional[str] = None
     part_kind: Literal["thinking"] = "thinking"
+    provider_id: Optional[str] = None
 
 
 ResponsePart = Annotated[Union[TextPart, ToolCallPart, ThinkingPart], Field(discriminator="part_kind")]
@@ -148,10 +164,15 @@ class ModelResponse:
     ``finish_reason`` is normalised (``stop``, ``length``, ``tool_calls``,
     ``content_filter``, ``cancelled``, ``error``) or the provider's raw value
     when unknown; ``usage`` is what the provider reported for it.
+    ``provider_name`` names the kind of model that produced it; signatures, encrypted
+    reasoning and item ids go back only to a model of the same kind.
     """
 
     parts: List[ResponsePart]
     model_name: Optional[str] = None
+    #: the ``system`` of the model that produced it ("openai", "anthropic", "google", ...); a
+    #: provider sends signatures and item ids back only to its own kind (None: unknown, sent)
+    provider_name: Optional[str] = None
     finish_reason: Optional[str] = None
     usage: Usage = field(default_factory=Usage)
     provider_response_id: Optional[str] = None
@@ -186,3 +207,15 @@ def messages_from_json(data: Union[str, bytes]) -> List[Any]:
 def messages_to_python(messages: List[Any]) -> List[Dict[str, Any]]:
     """A JSON-safe list of dicts for a history."""
     return ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
+
+
+# OpenAI chat-format histories (``_openai_format`` imports this module, so this comes last)
+from ._openai_format import messages_from_openai, messages_to_openai  # noqa: E402
+
+__all__ += ["messages_from_openai", "messages_to_openai"]
+
+
+def own_provider_data(message: "ModelResponse", system: Optional[str]) -> bool:
+    """Whether ``message``'s signatures and provider item ids may be sent to a model whose
+    ``system`` is ``system``: only its own kind's (or when the producer is unknown)."""
+    return message.provider_name is None or system is None or message.provider_name == system

@@ -11,7 +11,7 @@ Usage::
 
 ``show`` consumes the stream on its background dispatcher thread
 (``stream.start()``; your handlers still run there, in order), so the kernel
-stays free: the Stop button (``pip install agentstream[notebook]`` for
+stays free: the Stop button (``pip install -e ".[notebook]"`` from a checkout, for
 ipywidgets) cancels the run. The answer is re-rendered at most ``1 /
 interval`` times a second, tool calls appear as they run, and the last
 rendering happens before ``stream.result()`` returns.
@@ -36,7 +36,7 @@ from .events import Cancelled, Error, RunComplete
 
 __all__ = ["NotebookView", "show", "watch"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("agentstream")
 RUNNING = "*running…*"
 
 
@@ -84,6 +84,7 @@ class NotebookView:
         self._blocks: List[Any] = []            # str (a run of text) or _Tool, in stream order
         self._tools: Dict[str, _Tool] = {}
         self._thinking: List[str] = []
+        self._mark: Any = (0, -1, 0)   # (blocks, length of the last text block, thinking) at request_start
         self._footer = RUNNING
         self._version = 0
         self._published = -1
@@ -138,6 +139,13 @@ class NotebookView:
                     self._blocks.append(event.text)
             elif kind == "thinking_delta":
                 self._thinking.append(event.text)
+            elif kind == "request_start":   # where this response begins, for a reset
+                last = self._blocks[-1] if self._blocks else None
+                self._mark = (len(self._blocks), len(last) if isinstance(last, str) else -1,
+                              sum(map(len, self._thinking)))
+                return
+            elif kind == "retrying" and getattr(event, "reset", False):
+                self._drop_response()
             elif kind == "tool_call_complete":
                 tool = _Tool(event.tool_name, event.tool_call_id, dict(event.args))
                 self._tools[event.tool_call_id] = tool
@@ -154,6 +162,15 @@ class NotebookView:
             self._finish(event)
         else:
             self._wake.set()
+
+    def _drop_response(self) -> None:
+        """The response is sent again (``Retrying(reset=True)``): remove what it showed."""
+        blocks, text_len, thinking_len = self._mark
+        del self._blocks[blocks:]
+        if text_len >= 0 and self._blocks:
+            self._blocks[-1] = self._blocks[-1][:text_len]
+        kept = "".join(self._thinking)[:thinking_len]
+        self._thinking[:] = [kept] if kept else []
 
     def _final_footer(self, event: Any) -> str:
         elapsed = time.monotonic() - self._started
@@ -294,7 +311,7 @@ def show(stream: Any, *, interval: float = 0.1, stop_button: bool = True) -> Not
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:
-        raise RuntimeError("agentstream.notebook needs IPython/Jupyter (pip install agentstream[notebook])") from None
+        raise RuntimeError("agentstream.notebook needs IPython/Jupyter (from a checkout: pip install -e '.[notebook]')") from None
     shell = get_ipython()
     if shell is None:
         raise RuntimeError("show() renders in a Jupyter/IPython session; in a script, use handlers "

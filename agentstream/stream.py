@@ -1,22 +1,24 @@
 """AgentStream: the handle of a running agent.
 
 Iterate it (``for event in stream``), or call ``result()``, or ``start()``
-to consume on a background thread. Handlers always run on the thread that
-consumes, one at a time, in event order.
+to consume on a background thread. The first of these claims the stream: it
+has one consumer, and handlers always run on that thread, one at a time, in
+event order. ``close()`` or ``cancel()`` from any other thread only cancels
+(and ``close()`` waits for the worker); they never take events.
 """
 from __future__ import annotations
 
 import json
-from collections import deque
-import queue
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any, Callable, Deque, Iterator, Optional
 
 from ._cancel import CancelToken
+from ._channel import EMPTY, END, Barrier, Batch
 from ._dispatch import Dispatcher
-from ._worker import END, Barrier, RunShared, start_worker
+from ._worker import RunShared, attach_to_handler_error, start_worker
 from .events import Cancelled, Error, Event, RunComplete
 from .exceptions import RunCancelled
 from .result import RunResult
@@ -38,18 +40,17 @@ class AgentStream:
     def __init__(self, shared: RunShared, dispatcher: Dispatcher, unlink: Callable[[], None]) -> None:
         self._shared = shared
         self._dispatch = dispatcher
-        self._unlink = unlink
         self._lock = threading.Lock()
         self._consumer: Optional[int] = None  # ident of the consuming thread
         self._finished = False
         self._handler_error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
         self._background: Optional[threading.Thread] = None
-        shared.sync_tool_calls = dispatcher.watches_tool_calls
+        shared.unlink = unlink   # the worker calls it when it ends (the finalizer must not)
         self._thread = start_worker(shared)
         # a weak reference: the registry must not keep ``shared`` alive, or a run error whose
         # traceback holds this stream (any ``result()`` that raised) would never be freed
-        self._finalizer = weakref.finalize(self, _on_drop, weakref.ref(shared), unlink)
+        self._finalizer = weakref.finalize(self, _on_drop, weakref.ref(shared))
 
     # -- public properties --------------------------------------------------------
     @property
@@ -90,8 +91,7 @@ class AgentStream:
             self._consumer = me
 
     def __iter__(self) -> Iterator[Event]:
-        self._claim()
-        self._shared.sync_tool_calls = True  # the loop body sees each call before its tool runs
+        self._claim()  # the worker waits at each response's tool calls (its default) for this loop
         return self._iterate()
 
     def _iterate(self) -> Iterator[Event]:
@@ -119,22 +119,20 @@ class AgentStream:
             return self._deliver(self._pending.popleft())
         if self._finished:
             return None
-        get = self._shared.queue.get
+        get = self._shared.channel.get
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            try:
-                item = get(timeout=0.1)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return _TIMEOUT
-                continue
+            item = get(None if deadline is None else deadline - time.monotonic())
+            if item is EMPTY:
+                return _TIMEOUT
             if item is END:
                 self._finish()
                 return None
-            if type(item) is Barrier:
+            kind = type(item)
+            if kind is Barrier:
                 item.handled.set()
                 continue
-            if type(item) is list:  # a batch: the events of one network read
+            if kind is Batch:  # the events of one network read
                 self._pending.extend(item)
                 item = self._pending.popleft()
             return self._deliver(item)
@@ -144,15 +142,21 @@ class AgentStream:
             try:
                 self._dispatch(event)
             except BaseException as exc:
-                self._handler_error = exc
-                self.cancel()
+                self._handler_failed(exc)
                 raise
         return event
+
+    def _handler_failed(self, exc: BaseException) -> None:
+        """Cancel, let the run end (no more handlers), and leave what it had on ``exc``."""
+        self._handler_error = exc
+        self.cancel()
+        self._drain_to_end()
+        if self._finished:
+            attach_to_handler_error(exc, self._shared)
 
     def _finish(self) -> None:
         self._finished = True
         self._thread.join(5.0)
-        self._unlink()
 
     def _cancel_and_drain(self, timeout: float = 5.0) -> None:
         """Cancel, then consume (and dispatch) until the terminal event."""
@@ -189,6 +193,8 @@ class AgentStream:
                 raise TimeoutError(f"run {self.run_id} not finished after {timeout} s")
         else:
             self._claim(again=True)
+            if not self._dispatch.watches_tool_calls:
+                self._shared.sync_tool_calls = False   # nobody can see a call before its tool now
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while not self._finished:
@@ -220,7 +226,7 @@ class AgentStream:
                 raise RuntimeError("an AgentStream can be consumed only once (it is already being consumed)")
             if on_event is not None:
                 self._dispatch.add_listener(on_event)
-                self._shared.sync_tool_calls = True
+            self._shared.sync_tool_calls = self._dispatch.watches_tool_calls
             self._background = threading.Thread(target=self._consume_quietly, daemon=True,
                                                  name=f"agentstream-dispatch-{self.run_id[:8]}")
         self._background.start()
@@ -235,8 +241,9 @@ class AgentStream:
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until the worker has ended; True if it has. This does not consume:
-        a run whose queue is full, or that waits for ``on_tool_call`` handlers,
-        ends only when something consumes it (iteration, ``result()``, ``start()``)."""
+        a run whose queue is full, or that waits for its tool calls to be seen,
+        ends only when something consumes it (iteration, ``result()``, ``start()``)
+        or cancels it."""
         return self._shared.done.wait(timeout)
 
     # -- context manager ---------------------------------------------------------------
@@ -247,11 +254,23 @@ class AgentStream:
         self.close()
 
     def close(self) -> None:
-        """Cancel if still running, consume what is left and wait for the worker."""
-        if self._background is not None:
-            if self._background.is_alive():
+        """Cancel if still running and wait for the worker.
+
+        On the consuming thread (or when nothing consumes yet: closing then claims
+        the stream) it also consumes what is left, so handlers see the ``Cancelled``
+        event. From any other thread it never consumes: the consumer still gets
+        every event, the terminal one last."""
+        me = threading.get_ident()
+        with self._lock:
+            background, consumer = self._background, self._consumer
+            if background is None and consumer is None:
+                self._consumer = consumer = me
+        if background is not None or consumer != me:
+            if not self._shared.done.is_set():
                 self.cancel()
-                self._background.join(5.0)
+            self._thread.join(5.0)
+            if background is not None and background is not threading.current_thread():
+                background.join(5.0)
             return
         if not self._finished:
             self._cancel_and_drain()
@@ -294,9 +313,11 @@ def _sse_frame(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode("utf-8")
 
 
-def _on_drop(shared_ref: "weakref.ref[RunShared]", unlink: Callable[[], None]) -> None:
+def _on_drop(shared_ref: "weakref.ref[RunShared]") -> None:
+    """The stream was garbage collected. This may run on any thread, in the middle of
+    whatever it was doing (a cyclic GC): it takes no lock that thread could hold (see
+    ``RunShared.abandon``); the worker unlinks the user's cancel token when it ends."""
     shared = shared_ref()   # None: the worker is gone too (it holds ``shared`` while it runs)
     if shared is not None and not shared.done.is_set():
         shared.abandon()
-    unlink()
 

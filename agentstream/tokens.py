@@ -43,7 +43,10 @@ total within 1%; worst cases are ASCII-art tables (+77%, over) and code with
 long string literals (-43%). Llama 3 (whose vocabulary extends cl100k's) and
 Qwen land close; Anthropic's tokenizer is unpublished and usually needs a
 little more than cl100k for the same text, so treat its figures as a floor
-and compare with ``ContextInfo.last_prompt_tokens``.
+and compare with ``ContextInfo.last_prompt_tokens``. Gemini's tokenizer is not
+available offline either: Gemini models are always counted with the approximation
+(``method`` ``"approx"``); its SentencePiece vocabulary is larger than cl100k's, so
+the figures tend to be a little high for English text.
 
 **Incremental.** ``TokenCounter`` caches per message (by identity, holding a
 reference, re-checked against a cheap fingerprint of the parts) and

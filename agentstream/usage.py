@@ -19,7 +19,12 @@ class Usage:
     ``total_tokens`` is input + output. ``details`` keeps provider extras
     (cache reads and writes, reasoning tokens, ...). ``estimated`` is True
     when part of the figures was estimated by agentstream because the
-    server never reported them (e.g. a response cut short by a cancel).
+    server never reported them: a response cut short by a cancel or a
+    dropped connection, or one that came without usage (the prompt from the
+    request's ``ContextInfo.estimated_tokens``, the output from its length).
+    ``tool_calls`` counts every call the run tried to execute, failed ones
+    too (the tool raised, invalid arguments, an unknown tool); calls never
+    run (cancelled, or answered after a final result) are not counted.
     """
 
     requests: int = 0

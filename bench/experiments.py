@@ -47,7 +47,7 @@ def e1_lazy_settimeout() -> Callable[[], None]:
     original = _http.OpenResponse._settimeout
 
     def lazy(self: Any, seconds: Optional[float]) -> None:
-        current = self._sock_timeout
+        current = self._owner._timeout
         if seconds is not None and isinstance(current, float) and seconds <= current <= seconds * 1.1 + 0.05:
             return
         original(self, None if seconds is None else float(seconds))
@@ -178,7 +178,7 @@ def e4_translator_fast_path() -> Callable[[], None]:
 
 def e6_no_trust_env() -> Callable[[], None]:
     """_http.new_session(): trust_env=False (proxies / CA bundle read once instead of per request)."""
-    from agentstream import _http
+    from agentstream.models import _http_model as _http   # where HTTPModel looks new_session up
 
     original = _http.new_session
 
@@ -197,7 +197,7 @@ def e7_prepared_post() -> Callable[[], None]:
     (url, headers) and per request copy it, set the JSON body and call adapter.send()."""
     import requests
 
-    from agentstream import _http
+    from agentstream.models import _http_model as _http   # where HTTPModel looks new_session up
 
     original_new = _http.new_session
 

@@ -57,6 +57,12 @@ function start(prompt) {
   source = new EventSource("stream?prompt=" + encodeURIComponent(prompt));
   source.addEventListener("run_start", (e) => { runId = JSON.parse(e.data).run_id; $("stop").disabled = false; });
   source.addEventListener("text_delta", (e) => $("answer").append(JSON.parse(e.data).text));
+  // a response cut after output and sent again (max_retries_after_output): drop what it showed
+  let responseStart = 0;
+  source.addEventListener("request_start", () => { responseStart = $("answer").textContent.length; });
+  source.addEventListener("retrying", (e) => {
+    if (JSON.parse(e.data).reset) $("answer").textContent = $("answer").textContent.slice(0, responseStart);
+  });
   source.addEventListener("tool_call_complete", (e) => {
     const call = JSON.parse(e.data), li = document.createElement("li");
     li.id = "tool-" + call.tool_call_id;

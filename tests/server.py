@@ -393,10 +393,12 @@ def refused_url() -> str:
 # FinishReport, {"error": {"type", "message"}} -> in-band ModelStreamError; "[DONE]" ends.
 
 from agentstream._cancel import CancelToken  # noqa: E402
+from agentstream._channel import Batch  # noqa: E402
 from agentstream.exceptions import ModelStreamError  # noqa: E402
 from agentstream.models._base import (FinishReport, ModelRequestParameters, StreamContext,  # noqa: E402
                                       TextChunk)
-from agentstream.models._http_model import ERROR_TYPE_STATUS, HTTPModel, HTTPRequest  # noqa: E402
+from agentstream.models._errors import ERROR_TYPE_STATUS  # noqa: E402
+from agentstream.models._http_model import HTTPModel, HTTPRequest  # noqa: E402
 from agentstream.settings import ModelSettings  # noqa: E402
 
 FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefDONOTLEAK"
@@ -458,7 +460,7 @@ def collect(model: HTTPModel, cancel: Any = None, retries: Optional[List[Any]] =
     items: List[Any] = []
     try:
         for batch in model.stream(["hi"], settings or ModelSettings(), ModelRequestParameters(), ctx):
-            for item in batch if type(batch) is list else [batch]:  # a list: the items of one read
+            for item in batch if type(batch) is Batch else [batch]:  # a Batch: the items of one read
                 items.append(item)
                 if on_item is not None:
                     on_item(item)

@@ -12,11 +12,13 @@ import pytest
 
 from agentstream import UserError
 from agentstream.models.anthropic import AnthropicModel
+from agentstream.models.gemini import GeminiModel
 from agentstream.models.openai_chat import OpenAIChatModel
 from tests.faultkit import ANTHROPIC, OPENAI, WIRES, drive, make_fixture, server_fixture  # noqa: F401
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
-CLASSES = {"openai": (OpenAIChatModel, "OPENAI_API_KEY", "/v1"), "anthropic": (AnthropicModel, "ANTHROPIC_API_KEY", "")}
+CLASSES = {"openai": (OpenAIChatModel, "OPENAI_API_KEY", "/v1"), "anthropic": (AnthropicModel, "ANTHROPIC_API_KEY", ""),
+           "gemini": (GeminiModel, "GEMINI_API_KEY", "")}
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -130,9 +130,9 @@ def test_dropped_stream_with_full_queue_stops_worker(no_thread_leak):
 
     stream = Agent(FunctionModel(endless)).run_stream("x")
     deadline = time.monotonic() + 5
-    while stream._shared.queue.qsize() < stream._shared.queue.maxsize and time.monotonic() < deadline:
+    while stream._shared.channel.qsize() < stream._shared.channel.maxsize and time.monotonic() < deadline:
         stream._shared.done.wait(0.01)
-    assert stream._shared.queue.full()
+    assert stream._shared.channel.full()
     del stream
     gc.collect()
     assert wait_no_agentstream_threads() == []

@@ -19,8 +19,9 @@ import pytest
 
 from agentstream import CancelToken, Compression, RunCancelled
 from agentstream.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
-from tests.faultkit import OPENAI, WIRES, Outcome, Reply, Server, Wire, drive, oa_text
+from tests.faultkit import OPENAI, WIRES, Outcome, Wire, drive, oa_text
 from tests.faultkit import server_fixture  # noqa: F401 (the "server" fixture)
+from tests.server import Reply, Server
 from tests.validators import validate_conversation
 
 LATENCY = 0.1   # seconds from cancel() to the Cancelled event reaching the consumer

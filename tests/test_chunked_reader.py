@@ -1,4 +1,4 @@
-"""_http._ChunkedReader: chunked bodies decoded in bulk (one socket read, every HTTP chunk in it).
+"""_chunked._ChunkedReader: chunked bodies decoded in bulk (one socket read, every HTTP chunk in it).
 
 Unit tests run the reader over a real ``http.client.HTTPResponse`` on a scripted socket (each
 scripted piece is one socket read, so splits are exact) and compare it with http.client's own
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentstream import _http
+from agentstream import _chunked, _http
 from agentstream._cancel import CancelToken
 from agentstream.exceptions import ModelStreamError
 from agentstream.models._base import TextChunk
@@ -72,7 +72,7 @@ def response_over(pieces: List[bytes]) -> http.client.HTTPResponse:
 
 def bulk_read(pieces: List[bytes], size: int = 65536) -> bytes:
     resp = response_over(pieces)
-    reader = _http._ChunkedReader(resp)
+    reader = _chunked._ChunkedReader(resp)
     out = []
     for _ in range(10_000):
         data = reader.read(size)
@@ -111,7 +111,7 @@ def test_one_byte_per_read():
 
 def test_one_read_returns_every_complete_chunk():
     resp = response_over([chunk(b"a") + chunk(b"b") + chunk(b"c")[:4], chunk(b"c")[4:] + b"0\r\n\r\n"])
-    reader = _http._ChunkedReader(resp)
+    reader = _chunked._ChunkedReader(resp)
     assert reader.read(65536) == b"abc"   # "c" arrived in the first read too
     assert reader.read(65536) == b""
     assert resp.isclosed()
@@ -119,7 +119,7 @@ def test_one_read_returns_every_complete_chunk():
 
 def test_nothing_is_read_after_the_trailers():
     resp = response_over([BODY, b"NEXT"])
-    reader = _http._ChunkedReader(resp)
+    reader = _chunked._ChunkedReader(resp)
     while reader.read(65536):
         pass
     assert resp.isclosed()
@@ -138,21 +138,21 @@ def test_no_blank_line_after_the_last_chunk_is_tolerated():
     b"\r\nabc\r\n0\r\n\r\n",                  # empty size line
 ], ids=["not-hex", "negative", "empty"])
 def test_malformed_chunk_size(body):
-    with pytest.raises(_http.ChunkedBodyError, match="malformed chunk size"):
+    with pytest.raises(_chunked.ChunkedBodyError, match="malformed chunk size"):
         bulk_read([body])
 
 
 def test_data_before_a_malformed_size_comes_first():
     resp = response_over([chunk(b"ab") + chunk(b"c") + b"zz\r\n"])
-    reader = _http._ChunkedReader(resp)
+    reader = _chunked._ChunkedReader(resp)
     assert reader.read(65536) == b"abc"
     for _ in range(2):
-        with pytest.raises(_http.ChunkedBodyError, match="malformed"):
+        with pytest.raises(_chunked.ChunkedBodyError, match="malformed"):
             reader.read(65536)
 
 
 def test_oversized_size_line():
-    with pytest.raises(_http.ChunkedBodyError, match="64 KiB"):
+    with pytest.raises(_chunked.ChunkedBodyError, match="64 KiB"):
         bulk_read([b"1;" + b"x" * 70_000])
 
 
@@ -160,7 +160,7 @@ def test_oversized_size_line():
                          ids=["in-header", "in-data", "between-chunks"])
 def test_eof_inside_the_body(cut):
     body = chunk(b"abcdef") + chunk(b"gh")
-    with pytest.raises(_http.ChunkedBodyError, match="closed inside a chunked body"):
+    with pytest.raises(_chunked.ChunkedBodyError, match="closed inside a chunked body"):
         bulk_read([body[:cut]])
 
 
@@ -195,7 +195,7 @@ def test_falls_back_without_http_client_internals():
         raw = Raw()
         headers = {"content-type": "text/event-stream"}
 
-    assert _http._chunked_reader(Resp()) is None
+    assert _chunked._chunked_reader(Resp()) is None
 
 
 # --- end to end: both read paths --------------------------------------------------------------
@@ -205,14 +205,14 @@ def read_path(request, monkeypatch):
     """Run the test with the bulk reader, and with urllib3's read1 (the fallback); check that
     the path asked for is the one used."""
     used: List[bool] = []
-    original = _http._chunked_reader
+    original = _chunked._chunked_reader
 
     def spy(response: Any) -> Any:
         reader = original(response) if request.param == "bulk" else None
         used.append(reader is not None)
         return reader
 
-    monkeypatch.setattr(_http, "_chunked_reader", spy)
+    monkeypatch.setattr(_http, "_chunked_reader", spy)   # where OpenResponse looks it up
     yield request.param
     assert used and all(used) == (request.param == "bulk"), used
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from agentstream import ThinkingPart
+from agentstream import ModelMessagesTypeAdapter, TextPart, ThinkingPart
 from agentstream._cli import detect_model, probe_local_servers
 from agentstream.models import FunctionModel, TestModel
 from agentstream.models._registry import KNOWN_PREFIXES
@@ -267,16 +267,22 @@ def test_thinking_is_dimmed_on_a_terminal():
     assert "the answer" in text and "[usage] model=thinker" in text
 
 
-def test_a_failed_run_keeps_its_text_and_exits_1():
+def test_a_failed_run_keeps_its_text_and_prints_the_usage_line_on_stderr():
     done = run_cli("run", "--model", "tests.test_cli:failing_model", "hi")
     assert done.returncode == 1
     assert done.stdout == "so far \n"
-    assert done.stderr == "agentstream: error: the model broke\n"
+    error, usage = done.stderr.splitlines()
+    assert error == "agentstream: error: the model broke"
+    assert usage.startswith("[usage] model=failing requests=1 tool_calls=0 ") and "(estimated)" in usage
     done = run_cli("run", "--model", "tests.test_cli:failing_model", "--json", "hi")
     assert done.returncode == 1
     last = json.loads(done.stdout.splitlines()[-1])
     assert last["kind"] == "error" and last["error"] == {"type": "RuntimeError", "message": "the model broke"}
-    assert done.stderr == "agentstream: error: the model broke\n"
+    assert last["usage"]["requests"] == 1 and last["usage"]["estimated"] is True
+    history = ModelMessagesTypeAdapter.validate_python(last["messages"])
+    assert history[-1].parts == [TextPart("so far ")] and history[-1].finish_reason == "error"
+    assert done.stderr.splitlines()[0] == "agentstream: error: the model broke"
+    assert done.stderr.splitlines()[1].startswith("[usage] model=failing requests=1 ")
 
 
 def test_unknown_model_prefix_lists_the_known_ones():

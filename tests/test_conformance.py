@@ -30,8 +30,8 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 WIRE = SHARED / "wire" / "pydantic-ai"
 FORMATS = {"openai-chat": "openai", "groq": "openai", "mistral": "openai", "other": "openai",
            "anthropic": "anthropic"}
-UNSUPPORTED = {"openai-responses": "not a supported API (OpenAI Responses)",
-               "gemini": "not a supported API (Gemini generateContent)"}
+UNSUPPORTED = {"openai-responses": "decoded by tests/test_conformance_responses.py (OpenAI Responses)",
+               "gemini": "decoded by tests/test_conformance_gemini.py (Gemini streamGenerateContent)"}
 CHUNK_SIZES = (1, 7, 64 * 1024)
 
 
@@ -247,7 +247,10 @@ def _openai_roles(messages: List[Dict[str, Any]]) -> List[Any]:
     for m in messages:
         calls = [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
                  for c in m.get("tool_calls") or []]
-        out.append((m["role"], m.get("content"), m.get("tool_call_id"), calls))
+        content = m.get("content")
+        if calls and not content:   # we send "" where pydantic-ai sends null (llama-cpp-python refuses null)
+            content = None
+        out.append((m["role"], content, m.get("tool_call_id"), calls))
     return out
 
 

@@ -65,7 +65,7 @@ def test_blocked_handler_fills_the_queue_and_cancel_still_ends_the_worker(server
     consumer = threading.Thread(target=consume, name="test-consumer", daemon=True)
     consumer.start()
     assert in_handler.wait(5)
-    queue = stream._shared.queue   # the bound holds the worker back (no unbounded buffering)
+    queue = stream._shared.channel   # the bound holds the worker back (no unbounded buffering)
     deadline = time.monotonic() + 10
     while not queue.full() and time.monotonic() < deadline:
         stream._shared.done.wait(0.01)

@@ -216,17 +216,19 @@ def test_cancel_before_headers(server, make_model, reused):
 
 
 def test_default_session_uses_abortable_connections():
-    from agentstream import _http
+    from agentstream import _abort
+    from agentstream._session import new_session
 
-    session = _http.new_session()
+    session = new_session()
     try:
         for url in ("http://127.0.0.1:9", "https://127.0.0.1:9"):
             adapter = session.get_adapter(url)
-            assert isinstance(adapter, _http.AbortableAdapter)
+            assert isinstance(adapter, _abort.AbortableAdapter)
             pool = adapter.poolmanager.connection_from_url(url)
-            assert issubclass(pool.ConnectionCls, _http._ReportingConnection)
+            assert issubclass(pool.ConnectionCls, _abort._ReportingConnection)
+            assert isinstance(pool, _abort._OwnedPool)
             proxied = adapter.proxy_manager_for("http://127.0.0.1:3128").connection_from_url(url)
-            assert issubclass(proxied.ConnectionCls, _http._ReportingConnection)
+            assert issubclass(proxied.ConnectionCls, _abort._ReportingConnection)
     finally:
         session.close()
 
@@ -310,6 +312,21 @@ def test_line_without_data_field(server, make_model):
     server.enqueue(Reply(chunks=[b"upstream failed badly\n\n"]))
     items, error = collect(make_model(max_retries=0))
     assert isinstance(error, ModelStreamError) and error.line == "upstream failed badly"
+
+
+def test_unknown_fields_are_ignored_as_the_spec_says(server, make_model):
+    """WHATWG: a field line with an unknown name is ignored -- `` data: x`` (field " data") too."""
+    server.enqueue(Reply(chunks=[sse({"t": "a"}), b"foo: bar\n data: {\"t\": \"x\"}\n\n", sse({"t": "b"}),
+                                 sse("[DONE]")]))
+    items, error = collect(make_model(max_retries=0))
+    assert error is None and texts(items) == ["a", "b"]
+
+
+def test_an_html_page_served_as_an_event_stream_is_reported(server, make_model):
+    server.enqueue(Reply(chunks=[b"<!DOCTYPE html>\n<html><body>Bad Gateway</body></html>\n"], length=True))
+    items, error = collect(make_model(max_retries=0))
+    assert isinstance(error, ModelStreamError) and "not Server-Sent Events" in str(error)
+    assert error.line == "<!DOCTYPE html>"
 
 
 # --- HTTP errors -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""_http: the session new_session() makes (prepared requests, environment, pool size) and the
-lazy socket timeout. Requests must look and behave as ``session.post`` made them."""
+"""_session: the session new_session() makes (prepared requests, environment, pool size).
+(The lazy socket timeout: tests/test_connection_owner.py.) Requests must look and behave as ``session.post`` made them."""
 from __future__ import annotations
 
 import gc
@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import pytest
 import requests
 
-from agentstream import _http
+from agentstream import _session
 from agentstream.models._base import TextChunk
 from agentstream.settings import Timeout
 from tests.conftest import open_fds
@@ -65,7 +65,7 @@ def test_request_is_the_one_session_post_sends(server, clean_env):
     ours = model_on(server.url)
     plain = model_on(server.url, session=requests.Session())
     try:
-        assert isinstance(ours.session, _http._Session)
+        assert isinstance(ours.session, _session._Session)
         first, again, reference = sent(server, ours), sent(server, ours), sent(server, plain)
     finally:
         ours.close()
@@ -93,12 +93,12 @@ def test_bodies_and_headers_per_request(server, clean_env):
 
 
 def test_prepared_requests_are_bounded():
-    session = _http.new_session()
+    session = _session.new_session()
     try:
-        for i in range(3 * _http._PREPARED_MAX):
+        for i in range(3 * _session._PREPARED_MAX):
             with pytest.raises(requests.RequestException):   # nothing listens: the request is still prepared
-                _http._post(session, refused_url() + "/x", {"i": i}, {"X-I": str(i)}, (0.5, 0.5))
-        assert 0 < len(session._prepared) <= _http._PREPARED_MAX
+                _session._post(session, refused_url() + "/x", {"i": i}, {"X-I": str(i)}, (0.5, 0.5))
+        assert 0 < len(session._prepared) <= _session._PREPARED_MAX
     finally:
         session.close()
 
@@ -125,10 +125,10 @@ def test_no_proxy_from_environment(server, clean_env):
 
 def test_ca_bundle_from_environment(clean_env):
     clean_env.setenv("REQUESTS_CA_BUNDLE", "/etc/agentstream-test/ca.pem")
-    session = _http.new_session()
+    session = _session.new_session()
     try:
         with pytest.raises(requests.RequestException):
-            _http._post(session, refused_url() + "/x", {}, {}, (0.5, 0.5))
+            _session._post(session, refused_url() + "/x", {}, {}, (0.5, 0.5))
         (_prepared, settings), = session._prepared.values()
         assert settings["verify"] == "/etc/agentstream-test/ca.pem"
     finally:
@@ -196,23 +196,3 @@ def test_pool_keeps_a_connection_per_concurrent_stream(server, clean_env):
         model.close()
     assert server.connection_count == streams
     assert server.gate_timeouts == 0
-
-
-# --- lazy socket timeout ---------------------------------------------------------------------
-
-class _Sock:
-    def __init__(self) -> None:
-        self.calls: List[Any] = []
-
-    def settimeout(self, value: Any) -> None:
-        self.calls.append(value)
-
-
-def test_socket_timeout_changes_only_when_it_must():
-    opened = _http.OpenResponse.__new__(_http.OpenResponse)
-    opened._sock, opened._sock_timeout = _Sock(), object()
-    for seconds in (2.0, 1.99, 2, 1.9, 1.5, 1.5, 1.0, 3.0, None, None, 0.001, 0.05, 0.051):
-        opened._settimeout(seconds)
-    # skipped: 1.99 / 2 / 1.9 (2.0 is within [s, s * 1.1 + 0.05]), the repeated 1.5 and None, and
-    # 0.05 / 0.051 (0.001 is below them: a socket timeout is never longer than the budget allows)
-    assert opened._sock.calls == [2.0, 1.5, 1.0, 3.0, None, 0.001, 0.05, 0.051]

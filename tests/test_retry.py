@@ -297,3 +297,15 @@ class _Signal(list):
     def append(self, item: Any) -> None:
         super().append(item)
         self.event.set()
+
+
+def test_a_cancel_during_the_back_off_ends_the_loop_without_another_attempt():
+    cancel = CancelToken()
+    calls: List[int] = []
+
+    def attempt() -> None:
+        calls.append(1)
+        raise http(503)
+
+    result = _retry.call_with_retries(attempt, max_retries=5, cancel=cancel, sleep=lambda s: cancel.cancel())
+    assert result is None and len(calls) == 1

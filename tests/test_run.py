@@ -332,15 +332,14 @@ def test_no_thread_left_after_100_runs():
 
 
 def test_batched_items_from_one_read_are_delivered_in_order(no_thread_leak):
-    from agentstream.models import TextChunk
+    from agentstream.models import Batch, TextChunk
 
     def fn(messages, info):
-        yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
         yield "d"
 
     class Batching(FunctionModel):
         def stream(self, messages, settings, params, ctx):
-            yield [TextChunk("a"), TextChunk("b"), TextChunk("c")]
+            yield Batch([TextChunk("a"), TextChunk("b"), TextChunk("c")])
             yield TextChunk("d")
 
     seen = []

@@ -48,6 +48,9 @@ FIXTURES = [
     ("empty-data-line-dispatches", b"data\n\ndata:\n\ndata:\ndata:\n\n",
      [E(data=""), E(data=""), E(data="\n")], [], True, 4, 0),
     ("unknown-field-ignored", b"foo: bar\nerror\ndata: a\n\n", [E(data="a")], [], True, 3, 0),
+    # WHATWG: the field name of " data: x" is " data" (unknown, ignored), as for any unknown field
+    ("leading-space-field-ignored", b" data: x\n\tevent: y\nx-trace: a:b\ndata: a\n\n", [E(data="a")], [],
+     True, 4, 0),
     ("stray-json-error", b'{"error":{"code":400,"type":"exceed_context_size_error"}}\n',
      [stray('{"error":{"code":400,"type":"exceed_context_size_error"}}')], [], True, 1, 0),
     ("stray-inside-event", b'data: a\n{"error": 1}\n[DONE]\nInternal Server Error\n\n',
@@ -229,3 +232,43 @@ def test_max_event_bytes_many_data_lines():
         dec.feed(b"data: 123456789\n")
     dec = SSEDecoder(100)
     assert dec.feed(b"data: 123456789\n\n" * 20) == [E(data="123456789")] * 20  # per event
+
+
+# --- what a reader needs: public, not the decoder's internals --------------------------------
+
+def test_events_before_a_bad_line_come_with_the_error():
+    dec = SSEDecoder()
+    with pytest.raises(SSEDecodeError) as ei:
+        dec.feed(b"data: a\n\ndata: b\n\ndata: \xff\n\ndata: c\n\n")
+    assert ei.value.events == [E(data="a"), E(data="b")]
+
+
+@pytest.mark.parametrize("raw", [b"data: a\n\n" + b"data: " + b"x" * 200 + b"\n\n",   # an overlong line
+                                 b"data: a\n\n" + b"data: " + b"x" * 200])                 # an overlong tail
+def test_events_before_an_overlong_line_come_with_the_error(raw):
+    with pytest.raises(SSEDecodeError) as ei:
+        SSEDecoder(100).feed(raw)
+    assert ei.value.events == [E(data="a")]
+
+
+def test_pending_content_and_open_event():
+    dec = SSEDecoder()
+    assert not dec.pending_content and dec.open_event is None
+    dec.feed(b": keep-alive comm")
+    assert not dec.pending_content          # a comment being received is not content
+    dec.feed(b"ent\nevent: ping\n")
+    assert dec.open_event == "ping" and not dec.pending_content
+    dec.feed(b"data: {\"type\": \"pi")
+    assert dec.pending_content
+    dec.feed(b"ng\"}\n\n")
+    assert dec.open_event is None and not dec.pending_content
+    dec.feed(b"data: x\n")
+    assert dec.open_event == ""             # an event without an event: line yet
+
+
+@pytest.mark.parametrize("body", [b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n",
+                                  b'{"detail": "Not Found"}\n', b"Internal Server Error\n"])
+def test_a_body_that_is_not_an_event_stream_is_reported(body):
+    dec = SSEDecoder()
+    events = dec.feed(body) + dec.flush()
+    assert events and events[0].stray and events[0].data == body.split(b"\n")[0].decode()

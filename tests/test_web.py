@@ -292,3 +292,32 @@ def test_quitting_the_browser_cancels(browser, no_thread_leak):
         browser.quit()  # the fixture's quit() afterwards is harmless
         assert agent.ended.wait(5), agent.kinds
         assert agent.kinds[0][-1] == "cancelled"
+
+
+@pytest.mark.slow
+def test_page_drops_a_response_that_is_sent_again(browser, no_thread_leak):
+    """``Retrying(reset=True)`` (max_retries_after_output): the page removes what the void
+    response showed and keeps the earlier steps' text."""
+    from agentstream.messages import ToolCallPart
+    from agentstream.models._base import StreamReset
+
+    def fn(messages: Any, info: Any) -> Iterator[Any]:
+        if len(messages) == 1:
+            yield "Checking. "
+            yield ToolCallPart("noop", {}, "c1")
+            return
+        yield "Cloudy"
+        yield StreamReset(1, 0.0, "connection cut")
+        yield "Sunny."
+
+    def noop() -> str:
+        """Nothing."""
+        return "ok"
+
+    agent = Recording(Agent(FunctionModel(fn), tools=[noop]))
+    app = load_example().create_app(agent, heartbeat=0.1)
+    with serve(app) as url:
+        browser.get(url + "/?prompt=hi")
+        wait_text(browser, "status", "run_complete")
+        assert page_text(browser, "answer") == "Checking. Sunny."
+        assert "retrying" in agent.kinds[0]

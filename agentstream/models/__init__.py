@@ -4,15 +4,17 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ..settings import Timeout
+from .._channel import Batch
 from ._base import (FinishReport, Model, ModelRequestParameters, ResponseInfo, StreamContext, StreamItem,
                     TextChunk, ThinkingChunk, ToolCallChunk, ToolDefinition, UsageReport)
 from .function import AgentInfo, FunctionModel
 from .test import TestModel
 
 __all__ = [
-    "AgentInfo", "FinishReport", "FunctionModel", "Model", "ModelRequestParameters", "ResponseInfo",
+    "AgentInfo", "Batch", "FinishReport", "FunctionModel", "Model", "ModelRequestParameters", "ResponseInfo",
     "StreamContext", "StreamItem", "TestModel", "TextChunk", "ThinkingChunk", "Timeout", "ToolCallChunk",
     "ToolDefinition", "UsageReport", "infer_model", "OpenAIChatModel", "AnthropicModel",
+    "OpenAIResponsesModel", "GeminiModel",
 ]
 
 
@@ -40,4 +42,12 @@ def __getattr__(name: str) -> Any:  # lazy: HTTP models import requests only whe
         from .anthropic import AnthropicModel
 
         return AnthropicModel
+    if name == "OpenAIResponsesModel":
+        from .openai_responses import OpenAIResponsesModel
+
+        return OpenAIResponsesModel
+    if name == "GeminiModel":
+        from .gemini import GeminiModel
+
+        return GeminiModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,9 @@
 One ``AnthropicTranslator`` per response (``notes/wire-formats.md`` §3,
 gotcha #26). Dispatches on ``data.type`` (some proxies drop ``event:``
 lines), falling back to the event name. Content blocks are keyed by their
-``index``:
+``index`` and, for ``tool_use``, their id: a ``content_block_start`` at an
+index already used starts a new block (unless it restates the same id), so
+two calls sent at one index stay two calls:
 
 * ``text`` -> ``TextChunk``; ``thinking`` -> ``ThinkingChunk`` (+ the
   ``signature_delta``); ``redacted_thinking`` arrives whole -> a
@@ -18,7 +20,8 @@ lines), falling back to the event name. Content blocks are keyed by their
 Usage: ``message_start`` has input and cache counts, ``message_delta`` is
 cumulative (may restate input): fields are overlaid, the last report wins.
 ``input_tokens`` is the whole prompt (uncached + cache read + cache write).
-``event: error`` -> ``ModelStreamError`` with the error type and its status.
+``event: error`` -> ``ModelStreamError`` with the error type and its status (a rate limit:
+``_errors.InBandRateLimitError``, also a ``RateLimitError``).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from ..usage import Usage
 from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
-from ._errors import ERROR_TYPE_STATUS
+from ._errors import in_band_error
 
 __all__ = ["AnthropicTranslator", "map_stop_reason"]
 
@@ -57,8 +60,11 @@ class AnthropicTranslator:
     def __init__(self) -> None:
         self._done = False
         self._stopped = False                      # a stop_reason was seen
-        self._blocks: Dict[Any, str] = {}          # index -> "text" | "thinking" | "tool" | "ignored"
-        self._tool_args: Dict[Any, List[Any]] = {}  # index -> [fragment seen?, start input]
+        self._keys: Dict[Any, Any] = {}            # index -> key of the block now open there
+        self._blocks: Dict[Any, str] = {}          # key -> "text" | "thinking" | "tool" | "ignored"
+        self._tool_ids: Dict[Any, str] = {}        # key -> tool_use id
+        self._tool_args: Dict[Any, List[Any]] = {}  # key -> [fragment seen?, start input]
+        self._reused = 0                           # blocks started at an index already used
         self._usage: Dict[str, int] = {}
         self._extra: Dict[str, int] = {}
 
@@ -98,9 +104,25 @@ class AnthropicTranslator:
         items.extend(self._take_usage(message.get("usage")))
         return items
 
+    def _key(self, index: Any, block: Dict[str, Any]) -> Any:
+        """The part key of a block starting at ``index``: the index for the first block there; a
+        start at a used index begins a new block (key ``(index, n)``) unless it restates the
+        same ``tool_use`` id (a proxy's repeated start)."""
+        current = self._keys.get(index)
+        if current is None:
+            key = index
+        elif block.get("type") == "tool_use" and block.get("id") and self._tool_ids.get(current) == block["id"]:
+            return current
+        else:
+            self._reused += 1
+            key = (index, self._reused)
+        self._keys[index] = key
+        return key
+
     def _block_start(self, payload: Dict[str, Any]) -> List[StreamItem]:
-        index, block = payload.get("index"), payload.get("content_block")
+        block = payload.get("content_block")
         block = block if isinstance(block, dict) else {}
+        index = self._key(payload.get("index"), block)
         btype = block.get("type")
         if btype == "text":
             self._blocks[index] = "text"
@@ -119,15 +141,18 @@ class AnthropicTranslator:
         if btype == "tool_use":
             self._blocks[index] = "tool"
             start_input = block.get("input")
-            self._tool_args[index] = [False, start_input if isinstance(start_input, dict) and start_input else None]
+            self._tool_args.setdefault(index, [False, start_input if isinstance(start_input, dict) and start_input
+                                               else None])
             name, call_id = block.get("name"), block.get("id")
+            if isinstance(call_id, str) and call_id:
+                self._tool_ids[index] = call_id
             return [ToolCallChunk(index, name if isinstance(name, str) else None,
                                   call_id if isinstance(call_id, str) else None, None)]
         self._blocks[index] = "ignored"   # server_tool_use, *_tool_result, compaction, unknown
         return []
 
     def _block_delta(self, payload: Dict[str, Any]) -> List[StreamItem]:
-        index, delta = payload.get("index"), payload.get("delta")
+        index, delta = self._keys.get(payload.get("index"), payload.get("index")), payload.get("delta")
         delta = delta if isinstance(delta, dict) else {}
         dtype, block = delta.get("type"), self._blocks.get(index)
         if dtype == "text_delta" and block in ("text", None):
@@ -147,7 +172,7 @@ class AnthropicTranslator:
         return []   # citations_delta, server-tool input, unknown deltas
 
     def _block_stop(self, payload: Dict[str, Any]) -> List[StreamItem]:
-        index = payload.get("index")
+        index = self._keys.get(payload.get("index"), payload.get("index"))
         state = self._tool_args.get(index)
         if self._blocks.get(index) == "tool" and state and not state[0] and state[1]:
             return [ToolCallChunk(index, args=dict(state[1]))]   # whole input, no deltas (proxies)
@@ -194,8 +219,7 @@ class AnthropicTranslator:
         error = error if isinstance(error, dict) else {}
         etype = error.get("type") if isinstance(error.get("type"), str) else None
         message = error.get("message") or "unknown error"
-        return ModelStreamError(f"error inside the model stream: {etype or 'error'}: {message}", line=line,
-                                error_type=etype, status=ERROR_TYPE_STATUS.get(etype or ""))
+        return in_band_error(f"error inside the model stream: {etype or 'error'}: {message}", error, line)
 
 
 _HANDLERS = {

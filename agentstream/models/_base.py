@@ -13,13 +13,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
+from .._channel import Batch
 from ..messages import ModelResponse
 from ..settings import ModelSettings
 from ..usage import Usage
 
 __all__ = [
     "FinishReport", "Model", "ModelRequestParameters", "ResponseInfo", "StreamContext",
-    "StreamItem", "TextChunk", "ThinkingChunk", "ToolCallChunk", "ToolDefinition", "UsageReport",
+    "StreamItem", "StreamReset", "TextChunk", "ThinkingChunk", "ToolCallChunk", "ToolDefinition", "UsageReport",
 ]
 
 
@@ -67,6 +68,8 @@ class StreamContext:
 class TextChunk:
     text: str
     part_id: Any = "text"
+    provider_id: Optional[str] = None   # the provider's item id (kept on the part)
+    signature: Optional[str] = None     # opaque, sent back on the part (Gemini's thoughtSignature)
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,22 @@ class ThinkingChunk:
     part_id: Any = "thinking"
     signature: Optional[str] = None
     redacted_data: Optional[str] = None
+    provider_id: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class ToolCallChunk:
     """Part of a tool call. ``part_id`` keys the call (index, item id, ...);
     ``tool_name``/``tool_call_id`` are set from the first non-empty value;
-    ``args`` is a JSON fragment to append, or a whole dict."""
+    ``args`` is a JSON fragment to append, or a whole dict; ``provider_id`` the
+    provider's item id when it is not the call id (kept on the part)."""
 
     part_id: Any
     tool_name: Optional[str] = None
     tool_call_id: Optional[str] = None
     args: Union[str, Dict[str, Any], None] = None
+    provider_id: Optional[str] = None
+    signature: Optional[str] = None     # opaque, sent back on the call (Gemini's thoughtSignature)
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,17 @@ class ResponseInfo:
     response_id: Optional[str] = None
 
 
-StreamItem = Union[TextChunk, ThinkingChunk, ToolCallChunk, UsageReport, FinishReport, ResponseInfo]
+@dataclass(frozen=True)
+class StreamReset:
+    """The response was cut after output and is sent again (``max_retries_after_output``):
+    every item yielded before this one is void. Always yielded alone, never in a ``Batch``."""
+
+    attempt: int
+    delay: float
+    error: Any = None
+
+
+StreamItem = Union[TextChunk, ThinkingChunk, ToolCallChunk, UsageReport, FinishReport, ResponseInfo, StreamReset]
 
 
 class Model(ABC):
@@ -135,8 +152,8 @@ class Model(ABC):
                params: ModelRequestParameters, ctx: StreamContext) -> Iterator[StreamItem]:
         """Send one request and yield its items as they arrive.
 
-        May yield a ``list`` of items instead of one item: all the items
-        decoded from one network read, handed to the consumer at once.
+        May yield a ``Batch`` (a list) of items instead of one item: all the
+        items decoded from one network read, handed to the consumer at once.
         """
 
     def complete(self, messages: List[Any], settings: ModelSettings,
@@ -144,9 +161,9 @@ class Model(ABC):
         """One whole response, not streamed to the user (used by summaries)."""
         from .._accumulate import ResponseBuilder
 
-        builder = ResponseBuilder(self.model_name)
+        builder = ResponseBuilder(self.model_name, getattr(self, "system", None))
         for item in self.stream(messages, settings, params, ctx):
-            for one in (item if type(item) is list else (item,)):
+            for one in (item if type(item) is Batch else (item,)):
                 builder.feed(one)
         return builder.build()
 

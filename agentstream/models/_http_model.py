@@ -6,11 +6,13 @@ if its error bodies are unusual, ``error_from()``. ``stream()`` does the rest:
 
 1. POST with ``stream=True`` through the model's session (``_http.open_response``);
 2. check the status and content type before any SSE parsing (#22): a non-2xx status ->
-   ``error_from``; ``application/json`` -> its error object as the mapped error, else a
+   ``error_from``, naming the URL (``error.url``, scrubbed; a 404 hints at ``base_url``);
+   ``application/json`` -> its error object as the mapped error, else a
    ``ModelStreamError`` saying the server did not stream; ``text/event-stream``,
    ``text/plain`` and a missing content type are parsed as SSE (lenient: non-SSE lines
    surface as stray lines, so an error text is reported, not dropped); any other type ->
-   ``ModelStreamError`` naming it;
+   ``ModelStreamError`` naming it; a 2xx body without a single event says how many bytes
+   came ("after 0 bytes") and how it starts;
 3. feed the body to the translator and yield, per network read, its items (one item, or
    a ``list`` when a read completed several: one queue hand-off per read); a stray JSON line with an error object (#21) becomes a
    ``ModelStreamError`` carrying the provider's type and status;
@@ -20,10 +22,15 @@ if its error bodies are unusual, ``error_from()``. ``stream()`` does the rest:
 5. after a cancel, any failure is a cancel: the generator just returns (the loop then sees
    the token set and emits ``Cancelled``).
 
+A ``base_url`` that no request could use, or that already ends in an endpoint path
+(``/chat/completions``, ``/v1/messages``, ...: the model adds its own), is refused at
+construction with a ``UserError`` naming the fix.
+
 Error bodies are parsed, and error types mapped to statuses, in ``_errors.py``. The API key
 is stripped of surrounding whitespace and refused (``UserError``, never showing it) if it holds
 whitespace or control characters. No API key appears in an exception, repr or log: errors
-raised here are scrubbed of it (also in its escaped ``repr`` form).
+raised here are scrubbed of it (also in its escaped ``repr`` form), and ``_http`` never
+chains requests' exceptions (which keep the prepared request and its headers).
 
 Layer: provider modules -> ``_http_model.py`` -> ``_http.py``; never imports a provider module
 (``openai_chat``, ``anthropic``, their translators) or the agent loop.
@@ -31,8 +38,7 @@ Layer: provider modules -> ``_http_model.py`` -> ``_http.py``; never imports a p
 from __future__ import annotations
 
 import logging
-import os
-import re
+import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
@@ -46,15 +52,19 @@ import requests
 from urllib.parse import urlsplit
 
 from .. import _http, _retry
+from .._abort import StreamAborted
+from .._session import new_session
+from .._channel import Batch
 from .._sse import ServerSentEvent
 from ..__version__ import __version__
 from ..exceptions import AgentStreamError, ModelHTTPError, ModelStreamError, UserError
 from ..settings import ModelSettings, Timeout
-from ._base import (Model, ModelRequestParameters, StreamContext, StreamItem, TextChunk, ThinkingChunk,
+from ._base import (Model, ModelRequestParameters, StreamContext, StreamItem, StreamReset, TextChunk, ThinkingChunk,
                     ToolCallChunk)
-from ._errors import ERROR_TYPE_STATUS, error_status, http_error, parse_error_body  # noqa: F401 (re-exported)
+from ._errors import error_status, http_error, in_band_error, parse_error_body
+from ._registry import env_api_key
 
-__all__ = ["HTTPModel", "HTTPRequest", "Translator", "parse_error_body"]
+__all__ = ["HTTPModel", "HTTPRequest", "Translator"]
 
 log = logging.getLogger("agentstream")
 
@@ -108,6 +118,9 @@ class HTTPModel(Model):
             response headers takes effect when they arrive (at most ``Timeout.connect``).
         timeout: ``Timeout`` or seconds (connect and idle); see ``Timeout``.
         max_retries: retries of a request that failed before any output (0: none).
+        max_retries_after_output: times a response cut after output (connection cut, idle
+            timeout, in-band overload) is sent again whole (0, the default: the error ends the
+            run with the partial kept). The consumer first gets ``Retrying(reset=True)``.
         context_window: tokens, if known.
         headers: extra headers sent with every request (under the request's own).
         read_size: bytes per socket read.
@@ -128,13 +141,17 @@ class HTTPModel(Model):
     def __init__(self, model_name: str, *, base_url: str, api_key: Optional[str] = None,
                  session: Optional[requests.Session] = None, timeout: Union[Timeout, float, None] = None,
                  max_retries: int = 2, context_window: Optional[int] = None,
-                 headers: Optional[Dict[str, str]] = None, read_size: int = 65536) -> None:
+                 headers: Optional[Dict[str, str]] = None, read_size: int = 65536,
+                 max_retries_after_output: int = 0) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise UserError("model_name must be a non-empty string")
         if not isinstance(base_url, str) or not base_url:
             raise UserError("base_url must be a non-empty string")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise UserError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if (isinstance(max_retries_after_output, bool) or not isinstance(max_retries_after_output, int)
+                or max_retries_after_output < 0):
+            raise UserError(f"max_retries_after_output must be an int >= 0, got {max_retries_after_output!r}")
         if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
             raise UserError(f"read_size must be a positive int, got {read_size!r}")
         if context_window is not None and (isinstance(context_window, bool) or not isinstance(context_window, int)
@@ -143,13 +160,14 @@ class HTTPModel(Model):
         _check_base_url(base_url)
         self._model_name = model_name
         self.base_url = base_url.rstrip("/")
-        if api_key is None and self.api_key_env:
-            api_key = os.environ.get(self.api_key_env) or None
+        if api_key is None:
+            api_key = env_api_key(self.api_key_env)
         self._api_key = _clean_key(api_key, self.api_key_env)
         self.timeout = Timeout.coerce(timeout)
         self._owns_session = session is None
-        self._session = session if session is not None else _http.new_session()
+        self._session = session if session is not None else new_session()
         self.max_retries = max_retries
+        self.max_retries_after_output = max_retries_after_output
         self.context_window = context_window
         self._headers = dict(headers or {})
         self.read_size = read_size
@@ -206,30 +224,45 @@ class HTTPModel(Model):
         headers.update(request.headers)
         headers.update((settings.extra_headers or {}) if settings is not None else {})
         cancel = ctx.cancel
-        try:
-            opened = _retry.call_with_retries(
-                lambda: self._attempt(request, headers, cancel), max_retries=self.max_retries, cancel=cancel,
-                on_retry=ctx.on_retry, retryable=self.is_retryable,
-                wait=_retry.RetryAfterWait(self.retry_base, self.retry_max_delay, self.retry_after_cap))
-        except Exception as exc:
-            if _is_set(cancel):
+        wait = _retry.RetryAfterWait(self.retry_base, self.retry_max_delay, self.retry_after_cap)
+        restarts = 0
+        while True:
+            try:
+                opened = _retry.call_with_retries(
+                    lambda: self._attempt(request, headers, cancel), max_retries=self.max_retries, cancel=cancel,
+                    on_retry=ctx.on_retry, retryable=self.is_retryable, wait=wait)
+            except Exception as exc:
+                if _is_set(cancel):
+                    return
+                raise self._scrub(exc)
+            if opened is None:
                 return
-            raise self._scrub(exc)
-        if opened is None:
-            return
-        try:
-            if opened.items:
-                yield _one_or_list(opened.items)
-            for batch in opened.rest:
-                yield _one_or_list(batch)
-        except _http.StreamAborted:
-            return
-        except Exception as exc:
-            if _is_set(cancel):
+            try:
+                if opened.items:
+                    yield _one_or_list(opened.items)
+                for batch in opened.rest:
+                    yield _one_or_list(batch)
                 return
-            raise self._scrub(exc)
-        finally:
-            opened.response.close()
+            except StreamAborted:
+                return
+            except Exception as exc:
+                if _is_set(cancel):
+                    return
+                error = self._scrub(exc)
+                if restarts >= self.max_retries_after_output or not self.is_retryable(error):
+                    raise error
+            finally:
+                opened.response.close()
+            # cut after output, and restarts allowed: the whole response again (point 9)
+            restarts += 1
+            delay = wait.delay_for(error, restarts)
+            log.debug("response cut after output; sending it again (%d/%d) in %.2f s: %s",
+                      restarts, self.max_retries_after_output, delay, error)
+            yield StreamReset(restarts, delay, error)
+            if cancel is None:
+                time.sleep(delay)
+            elif cancel.wait(delay):
+                return
 
     def _attempt(self, request: HTTPRequest, headers: Dict[str, str], cancel: Any) -> Optional[_Opened]:
         try:
@@ -255,7 +288,7 @@ class HTTPModel(Model):
                 items.extend(batch)
                 if any(_is_output(item) for item in batch):
                     break
-        except _http.StreamAborted:
+        except StreamAborted:
             response.close()
             return None
         except ModelStreamError as exc:
@@ -271,7 +304,9 @@ class HTTPModel(Model):
     def _batches(self, response: _http.OpenResponse, translator: Translator) -> Iterator[List[StreamItem]]:
         """The items of each network read, as one list (the loop hands each to the consumer at
         once); items translated before an error in the same read are yielded first."""
+        decoded = False
         for events in response.reads(keepalive=self.is_keepalive):
+            decoded = True
             out: List[StreamItem] = []
             try:
                 for event in events:
@@ -290,7 +325,10 @@ class HTTPModel(Model):
             if translator.done:
                 response.drain(self.drain_grace)
                 return
-        final = translator.finish()
+        try:
+            final = translator.finish()
+        except ModelStreamError as exc:
+            raise _no_events_error(response, exc) if not decoded else exc
         if final:
             yield final
 
@@ -298,25 +336,40 @@ class HTTPModel(Model):
         """Status and content type, before any SSE parsing (#22)."""
         status, ctype = response.status, response.content_type
         if not 200 <= status < 300:
-            raise self.error_from(status, response.headers, response.read_body(self.error_body_limit))
+            raise self._at_url(self.error_from(status, response.headers, response.read_body(self.error_body_limit)),
+                               response)
         if ctype == "text/event-stream" or ctype in ("", "text/plain"):
             return
         body = response.read_body(self.error_body_limit)
         if ctype == "application/json" or ctype.endswith("+json"):
             message, _etype, _code, data = parse_error_body(body)
             if isinstance(data, dict) and data.get("error"):
-                raise self.error_from(error_status(data) or status, response.headers, body)
+                raise self._at_url(self.error_from(error_status(data) or status, response.headers, body), response)
         snippet = body[:500].decode("utf-8", "replace")
         raise ModelStreamError(f"expected a text/event-stream response, got {ctype!r} "
                                f"(HTTP {status}, {len(body)} bytes): the server did not stream",
                                line=snippet)
 
+    def _at_url(self, error: ModelHTTPError, response: _http.OpenResponse) -> ModelHTTPError:
+        """``error`` naming the URL that answered (``safe_url``: no credentials, no query) as
+        ``error.url`` and in its message; on a 404, with a hint at ``base_url``."""
+        where = response.url
+        if not where:
+            return error
+        error.url = where  # type: ignore[attr-defined]
+        if error.status == 404:
+            error.message += f" (check base_url={_http.safe_url(self.base_url)!r}: requests go to {where})"
+        else:
+            error.message += f" (POST {where})"
+        error.args = (error.message,)
+        return error
+
     def _stray_error(self, event: ServerSentEvent) -> ModelStreamError:
         """A non-SSE line in the body (#21): the provider's error if it is one."""
         message, etype, _code, data = parse_error_body(event.data)
         if isinstance(data, dict) and data.get("error"):
-            return ModelStreamError(f"error in the stream: {message or etype or 'unknown error'}",
-                                    line=event.data, error_type=etype, status=error_status(data))
+            return in_band_error(f"error in the stream: {message or etype or 'unknown error'}",
+                                 data["error"], event.data)
         return ModelStreamError(f"the stream contained a line that is not Server-Sent Events "
                                 f"(no 'data:' field): {event.data[:200]!r}", line=event.data)
 
@@ -341,7 +394,7 @@ def _clean_key(key: Optional[str], env: Optional[str]) -> Optional[str]:
     names where the key came from, never the key."""
     if key is None:
         return None
-    where = (f"the {env} environment variable" if env and os.environ.get(env) == key else "api_key=")
+    where = f"the {env} environment variable" if env and env_api_key(env) == key else "api_key="
     if not isinstance(key, str):
         raise UserError(f"the API key must be a string (from {where}), got {type(key).__name__}")
     key = key.strip()
@@ -353,9 +406,26 @@ def _clean_key(key: Optional[str], env: Optional[str]) -> Optional[str]:
     return key
 
 
+def _no_events_error(response: _http.OpenResponse, exc: ModelStreamError) -> ModelStreamError:
+    """The error for a 2xx body that ended without a single event (the translator's says
+    only "cut off"): how many bytes came, and how the body starts."""
+    if not response.bytes_read:
+        message = f"the server closed the response after 0 bytes (HTTP {response.status}, no events)"
+    else:
+        start = response.head.decode("utf-8", "replace").strip().splitlines()[0][:120] if response.head.strip() else ""
+        message = (f"the response ended after {response.bytes_read} bytes without a single Server-Sent "
+                   f"Event (HTTP {response.status}; it starts with {start!r})")
+    return ModelStreamError(f"{message}: {exc.message}", line=exc.line, error_type=exc.error_type,
+                            status=exc.status)
+
+
+#: endpoint paths a base_url must not end in (the model adds its own)
+_ENDPOINTS = ("/chat/completions", "/v1/messages", "/messages", "/completions", "/responses")
+
+
 def _check_base_url(url: str) -> None:
     """Refuse a base URL no request could use, at construction rather than at the first request."""
-    shown = re.sub(r"\?.*", "", re.sub(r"//[^/@]*@", "//", url))   # never show credentials or a query
+    shown = _http.safe_url(url)   # never show credentials or a query
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
@@ -367,6 +437,12 @@ def _check_base_url(url: str) -> None:
             and " " not in url and urlsplit(guess).hostname else ""
         raise UserError(f"base_url must be an http:// or https:// URL with a host, such as "
                         f"'https://api.openai.com/v1', got {shown!r}{hint}")
+    path = parts.path.rstrip("/")
+    for endpoint in _ENDPOINTS:
+        if path.lower().endswith(endpoint):
+            root = shown.rstrip("/")[:-len(endpoint)]
+            raise UserError(f"base_url {shown!r} ends in the endpoint path {endpoint!r}; give the API root "
+                            f"instead (base_url={root!r}): the model adds the endpoint to it")
 
 
 def _replace_all(text: str, forms: Any) -> str:
@@ -377,7 +453,7 @@ def _replace_all(text: str, forms: Any) -> str:
 
 
 def _one_or_list(batch: List[StreamItem]) -> Any:
-    return batch[0] if len(batch) == 1 else batch
+    return batch[0] if len(batch) == 1 else Batch(batch)
 
 
 def _is_set(cancel: Any) -> bool:

@@ -1,5 +1,5 @@
 """JSON decoding for the stream translators: ``orjson`` when it is installed
-(``pip install agentstream[fast]``), else the standard library, with the same results.
+(``pip install -e ".[fast]"`` from a checkout), else the standard library, with the same results.
 
 ``orjson`` parses a typical stream chunk ~3x faster than ``json``. Where the two differ,
 ``json`` decides: ``orjson`` refuses ``NaN``/``Infinity``, out-of-range floats, lone

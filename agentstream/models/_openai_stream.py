@@ -17,7 +17,8 @@ does the rest. It copes with the compatible servers' variations
 * #17 usage: every usage object is reported, the builder keeps the last;
   Groq's ``x_groq.usage`` too.
 * #19 ``reasoning_content`` / ``reasoning`` / ``reasoning_details``, once.
-* #20 ``{"error": ...}`` inside the stream -> ``ModelStreamError``.
+* #20 ``{"error": ...}`` inside the stream -> ``ModelStreamError``, classified by
+  its code as well as its type (a rate limit is also a ``RateLimitError``).
 * #29 unknown fields ignored.
 Plus Mistral's content lists (``[{"type": "thinking", ...}]``) and
 ``<think>...</think>`` at the start of the content (DeepSeek-R1 distills).
@@ -33,6 +34,7 @@ from ..usage import Usage
 from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
+from ._errors import in_band_error
 
 __all__ = ["OpenAIChatTranslator", "map_finish_reason", "usage_from_openai"]
 
@@ -74,16 +76,10 @@ def usage_from_openai(raw: Dict[str, Any]) -> Usage:
 
 
 def stream_error(error: Any, line: str, where: str = "stream") -> ModelStreamError:
-    """A ``ModelStreamError`` from an ``{"error": ...}`` payload (OpenAI / compatible shape)."""
-    if isinstance(error, dict):
-        message = error.get("message") or json.dumps(error)[:300]
-        etype = next((v for v in (error.get("type"), error.get("code")) if isinstance(v, str) and v), None)
-        status = next((v for v in (error.get("status_code"), error.get("status"), error.get("code"))
-                       if isinstance(v, int) and not isinstance(v, bool)), None)
-    else:
-        message, etype, status = str(error), None, None
-    return ModelStreamError(f"error inside the model {where}: {message}", line=line,
-                            error_type=etype, status=status)
+    """The error for an ``{"error": ...}`` payload (OpenAI / compatible shape), classified by its
+    code as well as its type (``_errors.classify_error``); a rate limit is a ``RateLimitError``."""
+    message = (error.get("message") or json.dumps(error)[:300]) if isinstance(error, dict) else str(error)
+    return in_band_error(f"error inside the model {where}: {message}", error, line)
 
 
 class _ThinkTags:

@@ -17,15 +17,23 @@ from typing import Any, Dict, Optional
 from ..exceptions import UserError
 from ._base import Model
 
-__all__ = ["KNOWN_PREFIXES", "PROVIDERS", "Provider", "model_from_string"]
+__all__ = ["KNOWN_PREFIXES", "PROVIDERS", "Provider", "env_api_key", "model_from_string"]
+
+
+def env_api_key(name: Optional[str]) -> Optional[str]:
+    """The API key in the environment variable ``name``, or None (no name, unset or empty).
+    The one place API keys are read from the environment; the value is never logged."""
+    if not name:
+        return None
+    return os.environ.get(name) or None
 
 
 @dataclass(frozen=True)
 class Provider:
     """One model-string prefix.
 
-    ``api`` is the wire format: ``"openai-chat"``, ``"anthropic"`` or
-    ``"offline"``. ``base_url`` is the default (overridden by the
+    ``api`` is the wire format: ``"openai-chat"``, ``"openai-responses"``,
+    ``"anthropic"``, ``"gemini"`` or ``"offline"``. ``base_url`` is the default (overridden by the
     ``base_url_env`` variable, then by an explicit ``base_url=``).
     ``key_required``: construction fails without a key. ``stream_usage``:
     send ``stream_options: {"include_usage": true}`` (gotcha #18).
@@ -60,8 +68,14 @@ def _p(prefix: str, description: str, api: str, base_url: Optional[str], key_env
 PROVIDERS: Dict[str, Provider] = {p.prefix: p for p in (
     _p("openai", "OpenAI Chat Completions", "openai-chat",
        "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", True),
+    _p("openai-responses", "OpenAI Responses API (also LM Studio, vLLM, Ollama via base_url)", "openai-responses",
+       "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", True),
     _p("anthropic", "Anthropic Messages", "anthropic",
        "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", True),
+    _p("google", "Google Gemini API (key: GEMINI_API_KEY, else GOOGLE_API_KEY)", "gemini",
+       "https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "GEMINI_BASE_URL", True),
+    _p("gemini", "Google Gemini API (same as google:)", "gemini",
+       "https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "GEMINI_BASE_URL", True),
     _p("ollama", "Ollama (OpenAI-compatible /v1)", "openai-chat",
        "http://localhost:11434/v1", None, "OLLAMA_BASE_URL", False),
     _p("vllm", "vLLM OpenAI-compatible server", "openai-chat",
@@ -115,6 +129,14 @@ def model_from_string(spec: str, **kwargs: Any) -> Model:
         from .anthropic import AnthropicModel
 
         return AnthropicModel(name, **kwargs)
+    if provider.api == "gemini":
+        from .gemini import GeminiModel
+
+        return GeminiModel(name, **kwargs)
+    if provider.api == "openai-responses":
+        from .openai_responses import OpenAIResponsesModel
+
+        return OpenAIResponsesModel(name, **kwargs)
     from .openai_chat import OpenAIChatModel
 
     return OpenAIChatModel(name, provider=prefix, **kwargs)

@@ -11,23 +11,24 @@ Usage::
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .. import _http
 from ..exceptions import UserError
-from ..messages import (ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart, TextPart, ThinkingPart,
+from ..messages import (own_provider_data, ModelRequest, ModelResponse, RetryPromptPart, SystemPromptPart, TextPart, ThinkingPart,
                         ToolCallPart, ToolReturnPart, UserPromptPart)
 from ..settings import ModelSettings, Timeout
 from ._anthropic_stream import AnthropicTranslator
 from ._base import ModelRequestParameters, ToolDefinition
 from ._http_model import HTTPModel, HTTPRequest
-from ._registry import PROVIDERS
+from ._registry import PROVIDERS, env_api_key
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicModel", "anthropic_messages", "DEFAULT_MAX_TOKENS"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+#: the key under which arguments that were not a JSON object are sent back in ``tool_use.input``
+RAW_ARGS_KEY = "_raw_arguments"
 
 
 def anthropic_tool(tool: ToolDefinition) -> Dict[str, Any]:
@@ -56,14 +57,23 @@ def _request_blocks(message: ModelRequest) -> List[Dict[str, Any]]:
     return results + other
 
 
+def _tool_input(part: ToolCallPart) -> Dict[str, Any]:
+    """The call's input; arguments that were not a JSON object go back as the model wrote them,
+    under ``RAW_ARGS_KEY`` (``input`` must be an object)."""
+    if part.raw_args is not None:
+        return {RAW_ARGS_KEY: part.raw_args}
+    return dict(part.args)
+
+
 def _response_blocks(message: ModelResponse) -> List[Dict[str, Any]]:
     thinking: List[Dict[str, Any]] = []   # signed thinking goes back first, verbatim
     other: List[Dict[str, Any]] = []
+    own = own_provider_data(message, "anthropic")   # another provider's signatures are refused
     for part in message.parts:
         if isinstance(part, ThinkingPart):
-            if part.redacted_data:
+            if part.redacted_data and own:
                 thinking.append({"type": "redacted_thinking", "data": part.redacted_data})
-            elif part.signature:
+            elif part.signature and own:
                 thinking.append({"type": "thinking", "thinking": part.content, "signature": part.signature})
             # unsigned thinking (another provider's) cannot be sent back
         elif isinstance(part, TextPart):
@@ -71,7 +81,7 @@ def _response_blocks(message: ModelResponse) -> List[Dict[str, Any]]:
                 other.append({"type": "text", "text": part.content})
         elif isinstance(part, ToolCallPart):
             other.append({"type": "tool_use", "id": part.tool_call_id, "name": part.tool_name,
-                          "input": dict(part.args)})
+                          "input": _tool_input(part)})
     return thinking + other
 
 
@@ -140,12 +150,13 @@ class AnthropicModel(HTTPModel):
     def __init__(self, name: str, base_url: Optional[str] = None, api_key: Optional[str] = None,
                  session: Any = None, timeout: Union[Timeout, float, None] = None, max_retries: int = 2,
                  context_window: Optional[int] = None, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 headers: Optional[Dict[str, str]] = None, read_size: int = 65536) -> None:
+                 headers: Optional[Dict[str, str]] = None, read_size: int = 65536,
+                 max_retries_after_output: int = 0) -> None:
         if not isinstance(name, str) or not name.strip():
             raise UserError("AnthropicModel needs a model name, e.g. AnthropicModel('claude-sonnet-4-5')")
         spec = PROVIDERS["anthropic"]
         if api_key is None:
-            api_key = os.environ.get(spec.key_env or "") or None
+            api_key = env_api_key(spec.key_env)
         if not api_key:
             raise UserError(f"no API key for anthropic: set {spec.key_env} or pass api_key=")
         root = (spec.resolve_base_url(base_url) or "").rstrip("/")
@@ -157,7 +168,8 @@ class AnthropicModel(HTTPModel):
         self.api_key_env = spec.key_env
         super().__init__(name, base_url=root, api_key=api_key, session=session, timeout=Timeout.coerce(timeout),
                          max_retries=max_retries, context_window=context_window, headers=headers,
-                         read_size=read_size)
+                         read_size=read_size,
+                         max_retries_after_output=max_retries_after_output)
         self.system = "anthropic"
 
     def __repr__(self) -> str:

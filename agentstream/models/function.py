@@ -5,7 +5,7 @@ The function gets the messages and an ``AgentInfo`` and returns (or yields):
 * ``str`` — text (each yielded string is one delta),
 * ``ToolCallPart`` — a whole tool call,
 * ``ThinkingPart`` — thinking,
-* ``Usage`` — the response's usage (else it is estimated),
+* ``Usage`` — the response's usage (else it is estimated, and flagged ``estimated``),
 * any neutral item (``TextChunk``, ``ToolCallChunk``, ``FinishReport``, ...),
 * or a whole ``ModelResponse``.
 """
@@ -20,11 +20,11 @@ from ..messages import ModelResponse, TextPart, ThinkingPart, ToolCallPart, mess
 from ..settings import ModelSettings
 from ..usage import Usage
 from ._base import (FinishReport, Model, ModelRequestParameters, StreamContext, StreamItem, TextChunk,
-                    ThinkingChunk, ToolCallChunk, ToolDefinition, UsageReport)
+                    StreamReset, ThinkingChunk, ToolCallChunk, ToolDefinition, UsageReport)
 
 __all__ = ["AgentInfo", "FunctionModel"]
 
-_ITEM_TYPES = (TextChunk, ThinkingChunk, ToolCallChunk, UsageReport, FinishReport)
+_ITEM_TYPES = (TextChunk, ThinkingChunk, ToolCallChunk, UsageReport, FinishReport, StreamReset)
 
 
 @dataclass
@@ -91,6 +91,8 @@ class FunctionModel(Model):
                     continue
                 elif isinstance(item, FinishReport):
                     finished = True
+                elif isinstance(item, StreamReset):   # what came before is void
+                    usage, finished, out_chars, calls = None, False, 0, 0
                 yield item
         if ctx.cancel.is_set():
             return
@@ -98,7 +100,7 @@ class FunctionModel(Model):
             yield FinishReport("tool_calls" if calls else "stop")
         if usage is None:
             usage = Usage(input_tokens=estimate_tokens(messages_to_json(messages)),
-                          output_tokens=math.ceil(out_chars / 4))
+                          output_tokens=math.ceil(out_chars / 4), estimated=True)
         yield UsageReport(usage)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from .. import _http
@@ -25,11 +25,11 @@ from ..settings import ModelSettings, Timeout
 from ._base import ModelRequestParameters, StreamContext, StreamItem, ToolDefinition
 from ._http_model import HTTPModel, HTTPRequest
 from ._openai_stream import OpenAIChatTranslator
-from ._registry import PROVIDERS
+from ._registry import PROVIDERS, env_api_key
 
 __all__ = ["OpenAIChatModel", "openai_messages", "openai_tool"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("agentstream")
 
 #: ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call
 _dumps_unicode = json.JSONEncoder(ensure_ascii=False).encode
@@ -64,14 +64,22 @@ def _request_messages(message: ModelRequest) -> List[Dict[str, Any]]:
     return tool_msgs + other
 
 
+def _arguments(part: ToolCallPart) -> str:
+    """The arguments as sent: the model's own text when it was not a JSON object."""
+    return part.raw_args if part.raw_args is not None else _dumps_unicode(part.args)
+
+
 def _response_message(message: ModelResponse) -> Optional[Dict[str, Any]]:
     text = "".join(p.content for p in message.parts if isinstance(p, TextPart))
     calls = [{"id": p.tool_call_id, "type": "function",
-              "function": {"name": p.tool_name, "arguments": _dumps_unicode(p.args)}}
+              "function": {"name": p.tool_name, "arguments": _arguments(p)}}
              for p in message.parts if isinstance(p, ToolCallPart)]
     if not text and not calls:   # thinking-only or empty (cancelled) response: nothing to send
         return None
-    out: Dict[str, Any] = {"role": "assistant", "content": text or None}
+    # "content": "" with tool calls and no text: the spec allows null or no key, but
+    # llama-cpp-python refuses null (HTTP 500) and its chatml-function-calling template fails
+    # without the key (an empty 200); it and OpenAI accept "".
+    out: Dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
         out["tool_calls"] = calls
     return out
@@ -123,7 +131,8 @@ class OpenAIChatModel(HTTPModel):
                  session: Any = None, timeout: Union[Timeout, float, None] = None, max_retries: int = 2,
                  context_window: Optional[int] = None, *, provider: str = "openai",
                  stream_usage: Optional[bool] = None, headers: Optional[Dict[str, str]] = None,
-                 read_size: int = 65536) -> None:
+                 read_size: int = 65536,
+                 max_retries_after_output: int = 0) -> None:
         if not isinstance(name, str) or not name.strip():
             raise UserError("OpenAIChatModel needs a model name, e.g. OpenAIChatModel('gpt-4o-mini')")
         spec = PROVIDERS.get(provider)
@@ -134,17 +143,20 @@ class OpenAIChatModel(HTTPModel):
             raise UserError(f"unknown provider {provider!r}: pass base_url= (known providers: "
                             f"{', '.join(p for p, s in PROVIDERS.items() if s.api == 'openai-chat')})")
         key_env = spec.key_env if spec else None
-        if api_key is None and key_env:
-            api_key = os.environ.get(key_env) or None
+        if api_key is None:
+            api_key = env_api_key(key_env)
         if not api_key and spec is not None and spec.key_required:
             raise UserError(f"no API key for {provider}: set {key_env} or pass api_key=")
         self.provider = provider
         self.api_key_env = key_env
         self._root = url.rstrip("/")
         self.stream_usage = (spec.stream_usage if spec else True) if stream_usage is None else bool(stream_usage)
+        self._stream_options_rejected = False    # the server said no to stream_options (set once)
+        self._lock = threading.Lock()
         super().__init__(name, base_url=self._root, api_key=api_key or None, session=session,
                          timeout=Timeout.coerce(timeout), max_retries=max_retries,
-                         context_window=context_window, headers=headers, read_size=read_size)
+                         context_window=context_window, headers=headers, read_size=read_size,
+                         max_retries_after_output=max_retries_after_output)
         self.system = provider
 
     def __repr__(self) -> str:
@@ -155,7 +167,7 @@ class OpenAIChatModel(HTTPModel):
     def build_request(self, messages: List[Any], settings: ModelSettings,
                       params: ModelRequestParameters) -> HTTPRequest:
         body: Dict[str, Any] = {"model": self.model_name, "messages": openai_messages(messages), "stream": True}
-        if self.stream_usage:
+        if self.stream_usage and not self._stream_options_rejected:
             body["stream_options"] = {"include_usage": True}
         tools = params.all_tools
         if tools:
@@ -187,7 +199,9 @@ class OpenAIChatModel(HTTPModel):
 
     def stream(self, messages: List[Any], settings: ModelSettings, params: ModelRequestParameters,
                ctx: StreamContext) -> Iterator[StreamItem]:
-        """As ``HTTPModel.stream``; a 400/422 rejecting ``stream_options`` is retried once without it (#18)."""
+        """As ``HTTPModel.stream``; a 400/422 rejecting ``stream_options`` is retried once without
+        it (#18), and later requests leave it out. The decision reads only this request's error,
+        never state another run may have changed meanwhile (one model serves many threads)."""
         try:
             yield from super().stream(messages, settings, params, ctx)
         except ModelHTTPError as exc:
@@ -196,5 +210,6 @@ class OpenAIChatModel(HTTPModel):
                     and not ctx.output_started()):
                 raise
             logger.debug("%s rejected stream_options; retrying without it", self.provider)
-            self.stream_usage = False
+            with self._lock:
+                self._stream_options_rejected = True
             yield from super().stream(messages, settings, params, ctx)

@@ -113,7 +113,7 @@ def test_messages_tool_calls_and_results():
     assert msgs[4]["tool_call_id"] == "call_2" and msgs[4]["content"].startswith("Error")
     assert "city unknown" in msgs[4]["content"]
     assert msgs[5]["role"] == "user" and msgs[5]["content"].startswith("answer in French")
-    assert msgs[6] == {"role": "assistant", "content": None, "tool_calls": [
+    assert msgs[6] == {"role": "assistant", "content": "", "tool_calls": [
         {"id": "call_3", "type": "function", "function": {"name": "final_result", "arguments": "{}"}}]}
     assert msgs[7]["role"] == "tool" and msgs[7]["tool_call_id"] == "call_3"
     assert "field x missing" in msgs[7]["content"]
@@ -195,7 +195,9 @@ def test_gotcha_18_stream_options_rejected_retried_once_without(monkeypatch):
     ctx = StreamContext(cancel=None)
     items = list(model.stream([], ModelSettings(), ModelRequestParameters(), ctx))
     assert items == [ResponseInfo("m", "r1")]
-    assert ["stream_options" in b for b in sent] == [True, False] and model.stream_usage is False
+    assert ["stream_options" in b for b in sent] == [True, False]
+    assert "stream_options" not in model.build_request([], ModelSettings(), ModelRequestParameters()).json
+    assert model.stream_usage is True   # the configuration is not rewritten by a worker thread
     monkeypatch.setattr(_http_model.HTTPModel, "stream", lambda *a: (_ for _ in ()).throw(ModelHTTPError(400, "bad")))
     with pytest.raises(ModelHTTPError):
         list(model.stream([], ModelSettings(), ModelRequestParameters(), ctx))
@@ -209,7 +211,7 @@ def test_registry_table_and_model_strings(monkeypatch):
 
     model_cls()   # skips when the HTTP base class is missing
     assert set(KNOWN_PREFIXES) == {"openai", "anthropic", "ollama", "vllm", "lmstudio", "llamacpp", "openrouter",
-                                   "groq", "deepseek", "together", "test"}
+                                   "groq", "deepseek", "together", "openai-responses", "google", "gemini", "test"}
     assert KNOWN_PREFIXES["groq"].base_url == "https://api.groq.com/openai/v1"
     assert KNOWN_PREFIXES["groq"].key_env == "GROQ_API_KEY" and KNOWN_PREFIXES["groq"].to_dict()["description"]
     for prefix, info in KNOWN_PREFIXES.items():
@@ -233,7 +235,7 @@ def test_unknown_prefix_lists_known_ones():
     from agentstream.models import infer_model
 
     with pytest.raises(UserError) as info:
-        infer_model("gemini:pro")
+        infer_model("nosuchprovider:pro")
     for prefix in ("openai:", "anthropic:", "ollama:", "groq:"):
         assert prefix in str(info.value)
     with pytest.raises(UserError, match="known prefixes"):
