@@ -20,7 +20,8 @@ from .exceptions import (AgentStreamError, AuthenticationError, ModelHTTPError, 
                          UserError)
 from .messages import (ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse, RetryPromptPart,
                        SystemPromptPart, TextPart, ThinkingPart, ToolCallPart, ToolReturnPart, UserPromptPart,
-                       messages_from_json, messages_from_openai, messages_to_json, messages_to_openai)
+                       messages_from_json, messages_to_json)
+from ._openai_format import messages_from_openai, messages_to_openai
 from .result import RunResult
 from .settings import Compression, ModelSettings, Timeout
 from .stream import AgentStream

@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .events import TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStart
 from .messages import ModelResponse, TextPart, ThinkingPart, ToolCallPart
-from .models._base import (FinishReport, ResponseInfo, TextChunk, ThinkingChunk, ToolCallChunk,
+from ._channel import Batch
+from .models._base import (FinishReport, ResponseInfo, StreamReset, TextChunk, ThinkingChunk, ToolCallChunk,
                            UsageReport)
 from .usage import Usage
 
@@ -71,6 +72,7 @@ class ResponseBuilder:
         self._tools: Dict[Any, _ToolState] = {}
         self._provider_ids: Dict[Tuple[str, Any], str] = {}  # (kind, key) -> provider item id
         self._signatures: Dict[Tuple[str, Any], str] = {}    # (kind, key) -> signature of a text/tool part
+        self._details: Dict[Any, Dict[str, Any]] = {}         # thinking key -> provider_details
         self._call_ids: Set[str] = set()                  # tool call ids given out (unique)
         self.invalid_args: Dict[str, str] = {}            # tool_call_id -> error, filled by build()
         self.emitted = 0                                  # deltas emitted to the user
@@ -127,6 +129,10 @@ class ResponseBuilder:
             state[2] = item.redacted_data
         if item.provider_id is not None:
             self._provider_ids.setdefault(("thinking", item.part_id), item.provider_id)
+        if item.details:
+            kept = self._details.setdefault(item.part_id, {})
+            for key, value in item.details.items():
+                kept.setdefault(key, value)
         if not item.text:
             return []
         state[0].append(item.text)
@@ -202,7 +208,9 @@ class ResponseBuilder:
             elif kind == "thinking":
                 fragments, signature, redacted = self._thinking[key]
                 parts.append(ThinkingPart("".join(fragments), signature=signature, redacted_data=redacted,
-                                          provider_id=self._provider_ids.get((kind, key))))
+                                          provider_id=self._provider_ids.get((kind, key)),
+                                          provider_details=dict(self._details[key]) if key in self._details
+                                          else None))
             else:
                 state = self._tools[key]
                 if not state.name:
@@ -230,3 +238,15 @@ class ResponseBuilder:
                              finish_reason=finish,
                              usage=self.usage.copy() if self.usage else Usage(),
                              provider_response_id=self.response_id)
+
+
+def complete_response(model: Any, messages: List[Any], settings: Any, params: Any, ctx: Any) -> ModelResponse:
+    """One whole response of ``model``, not streamed to the user (summaries use it)."""
+    builder = ResponseBuilder(model.model_name, getattr(model, "system", None))
+    for item in model.stream(messages, settings, params, ctx):
+        for one in (item if type(item) is Batch else (item,)):
+            if type(one) is StreamReset:   # cut and sent again: start over
+                builder = ResponseBuilder(model.model_name, getattr(model, "system", None))
+            else:
+                builder.feed(one)
+    return builder.build()

@@ -159,7 +159,7 @@ def model_with_endpoint(spec: Optional[str], base_url: Optional[str],
     """
     from ._http import safe_url
     from .models import OpenAIChatModel
-    from .models._registry import model_from_string
+    from .models._infer import model_from_string
 
     options = {k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v}
     flags = " and ".join(f"--{k.replace('_', '-')}" for k in options)

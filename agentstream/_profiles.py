@@ -89,6 +89,11 @@ _TABLE: List[Tuple[str, int, Optional[int], str, Optional[str]]] = [
     (r"^gemini-1-5-pro", 2_097_152, 8_192, "gemini", None),
     (r"^gemini-1-5", 1_048_576, 8_192, "gemini", None),
     (r"^gemini", 1_048_576, None, "gemini", None),
+    # --- xAI Grok (normalised: grok-4-1-fast) ---
+    (r"^grok-4(-\d+)?-fast", 2_000_000, None, "grok", None),
+    (r"^grok-(4|code)", 256_000, None, "grok", None),
+    (r"^grok-2-vision", 32_768, None, "grok", None),
+    (r"^grok", 131_072, None, "grok", None),
     # --- a few other common open models ---
     (r"gemma-?3", 131_072, None, "gemma", None),
     (r"gemma", 8_192, None, "gemma", None),
@@ -113,7 +118,7 @@ def normalize_name(name: str) -> str:
 
 
 _PREFIXES = {"openai", "openai-responses", "anthropic", "ollama", "vllm", "lmstudio", "llamacpp", "openrouter",
-             "groq", "deepseek", "together", "google", "gemini", "test", "function"}
+             "groq", "deepseek", "xai", "together", "google", "gemini", "test", "function"}
 
 
 def profile_for(name: Optional[str]) -> Optional[ModelProfile]:

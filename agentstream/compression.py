@@ -229,6 +229,7 @@ class Summarize(Compressor):
 
     def _summary(self, middle: List[Any], run: RunAccess) -> str:
         from ._loop import CancelledRun
+        from ._accumulate import complete_response
         from .models._base import ModelRequestParameters, StreamContext
         from .settings import ModelSettings
 
@@ -242,8 +243,8 @@ class Summarize(Compressor):
         if cancel.is_set():
             raise CancelledRun()
         try:
-            response = model.complete(request, settings, ModelRequestParameters([], None, True),
-                                      StreamContext(cancel=cancel))
+            response = complete_response(model, request, settings, ModelRequestParameters([], None, True),
+                                         StreamContext(cancel=cancel))
         except Exception as exc:
             if cancel.is_set():
                 raise CancelledRun() from exc

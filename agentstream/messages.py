@@ -8,8 +8,8 @@ through JSON unchanged::
     data = messages_to_json(result.messages)
     history = messages_from_json(data)
 
-Imports only ``usage`` from the package (and, last, ``_openai_format``: ``messages_from_openai`` /
-``messages_to_openai`` for OpenAI chat-format histories).
+Imports only ``usage`` from the package. OpenAI chat-format histories: ``agentstream.messages_from_openai``
+/ ``messages_to_openai`` (in ``_openai_format``, which builds on the OpenAI provider).
 """
 from __future__ import annotations
 
@@ -145,13 +145,17 @@ class ThinkingPart:
     """Reasoning the model showed. ``signature`` / ``redacted_data`` are opaque
     provider values that must be sent back unchanged (Anthropic; OpenAI Responses
     keeps its ``encrypted_content`` in ``signature``). ``provider_id``: the id of the
-    provider's reasoning item (OpenAI Responses ``rs_...``)."""
+    provider's reasoning item (OpenAI Responses ``rs_...``). ``provider_details``: other opaque
+    fields of the provider's reasoning entry, sent back with it (OpenRouter ``reasoning_details``:
+    ``type``, ``format``, ``index``; the text, signature, encrypted ``data`` and ``id`` are in
+    ``content``, ``signature``, ``redacted_data`` and ``provider_id``)."""
 
     content: str
     signature: Optional[str] = None
     redacted_data: Optional[str] = None
     part_kind: Literal["thinking"] = "thinking"
     provider_id: Optional[str] = None
+    provider_details: Optional[Dict[str, Any]] = None
 
 
 ResponsePart = Annotated[Union[TextPart, ToolCallPart, ThinkingPart], Field(discriminator="part_kind")]
@@ -207,12 +211,6 @@ def messages_from_json(data: Union[str, bytes]) -> List[Any]:
 def messages_to_python(messages: List[Any]) -> List[Dict[str, Any]]:
     """A JSON-safe list of dicts for a history."""
     return ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
-
-
-# OpenAI chat-format histories (``_openai_format`` imports this module, so this comes last)
-from ._openai_format import messages_from_openai, messages_to_openai  # noqa: E402
-
-__all__ += ["messages_from_openai", "messages_to_openai"]
 
 
 def own_provider_data(message: "ModelResponse", system: Optional[str]) -> bool:

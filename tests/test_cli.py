@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from agentstream import ModelMessagesTypeAdapter, TextPart, ThinkingPart
-from agentstream._cli import detect_model, probe_local_servers
+from agentstream._cli_models import detect_model, probe_local_servers
 from agentstream.models import FunctionModel, TestModel
 from agentstream.models._registry import KNOWN_PREFIXES
 

@@ -67,11 +67,10 @@ def test_tool_call_without_text_round_trips():
     assert out[0] == source[0] and out[2] == source[2]
 
 
-def test_exported_from_the_package_and_messages():
+def test_exported_from_the_package():
     assert agentstream.messages_from_openai is messages_from_openai
-    assert agentstream.messages.messages_to_openai is messages_to_openai
+    assert agentstream.messages_to_openai is messages_to_openai
     assert {"messages_from_openai", "messages_to_openai"} <= set(agentstream.__all__)
-    assert {"messages_from_openai", "messages_to_openai"} <= set(agentstream.messages.__all__)
 
 
 def test_variants_developer_content_parts_dict_arguments_and_named_tool():

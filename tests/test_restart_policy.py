@@ -130,3 +130,16 @@ def test_max_retries_after_output_is_validated():
 
     with pytest.raises(UserError, match="max_retries_after_output must be an int >= 0"):
         OpenAIChatModel("m", base_url="http://127.0.0.1:1/v1", api_key="k", max_retries_after_output=-1)
+
+
+def test_a_whole_response_request_starts_over_on_a_reset():
+    """Summaries use ``complete_response``: a reset there drops the void part too."""
+    from agentstream._accumulate import complete_response
+    from agentstream.messages import ModelRequest, UserPromptPart
+    from agentstream.models._base import ModelRequestParameters, StreamContext
+    from agentstream.settings import ModelSettings
+    from agentstream._cancel import CancelToken
+
+    response = complete_response(FunctionModel(_cut_once), [ModelRequest([UserPromptPart("sum up")])],
+                                 ModelSettings(), ModelRequestParameters(), StreamContext(cancel=CancelToken()))
+    assert response.text == "Hello, world"

@@ -28,7 +28,7 @@ def infer_model(model: Union[str, Model]) -> Model:
         raise UserError(f"model must be a 'provider:model' string or a Model, got {type(model).__name__}")
     if model == "test":
         return TestModel()
-    from ._registry import model_from_string
+    from ._infer import model_from_string
 
     return model_from_string(model)
 

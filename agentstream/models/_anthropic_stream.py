@@ -81,12 +81,7 @@ class AnthropicTranslator:
         data = event.data.strip()
         if self._done or not data:
             return []
-        try:
-            payload = _json.loads(data)
-        except ValueError:
-            raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
-        if not isinstance(payload, dict):
-            raise ModelStreamError(f"unexpected stream event: {data[:200]}", line=data)
+        payload = _json.event_object(data)
         kind = payload.get("type") or event.event
         if kind == "error" or (event.stray and "error" in payload):
             raise self._error(payload, data)

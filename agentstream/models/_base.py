@@ -13,8 +13,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
-from .._channel import Batch
-from ..messages import ModelResponse
 from ..settings import ModelSettings
 from ..usage import Usage
 
@@ -45,6 +43,13 @@ class ModelRequestParameters:
     @property
     def all_tools(self) -> List[ToolDefinition]:
         return self.tools + ([self.output_tool] if self.output_tool else [])
+
+    def tool_choice(self, settings: ModelSettings, forced: Any = "required") -> Any:
+        """``settings.tool_choice``, else ``forced`` (the provider's word for "call a tool")
+        when the answer must come from a tool (no text output allowed), else None."""
+        if settings.tool_choice is None and not self.allow_text_output:
+            return forced
+        return settings.tool_choice
 
 
 @dataclass
@@ -79,6 +84,7 @@ class ThinkingChunk:
     signature: Optional[str] = None
     redacted_data: Optional[str] = None
     provider_id: Optional[str] = None
+    details: Optional[Dict[str, Any]] = None   # kept on the part as provider_details (merged, first wins)
 
 
 @dataclass(frozen=True)
@@ -155,17 +161,6 @@ class Model(ABC):
         May yield a ``Batch`` (a list) of items instead of one item: all the
         items decoded from one network read, handed to the consumer at once.
         """
-
-    def complete(self, messages: List[Any], settings: ModelSettings,
-                 params: ModelRequestParameters, ctx: StreamContext) -> ModelResponse:
-        """One whole response, not streamed to the user (used by summaries)."""
-        from .._accumulate import ResponseBuilder
-
-        builder = ResponseBuilder(self.model_name, getattr(self, "system", None))
-        for item in self.stream(messages, settings, params, ctx):
-            for one in (item if type(item) is Batch else (item,)):
-                builder.feed(one)
-        return builder.build()
 
     def close(self) -> None:
         """Release resources (HTTP sessions this model created)."""

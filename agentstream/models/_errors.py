@@ -33,7 +33,7 @@ ERROR_TYPE_STATUS = {
 ERROR_CODE_STATUS = {
     "rate_limit_exceeded": 429, "rate_limit_error": 429, "insufficient_quota": 429, "invalid_api_key": 401,
     "server_error": 500, "internal_error": 500, "api_error": 500, "service_unavailable": 503,
-    "overloaded": 529, "overloaded_error": 529,
+    "overloaded": 529, "overloaded_error": 529, "invalid_prompt": 400, "vector_store_timeout": 504,
 }
 
 #: a 500 whose message says the request did not validate (llama-cpp-python, FastAPI/pydantic servers)

@@ -155,14 +155,7 @@ class GeminiTranslator:
         data = event.data.strip()
         if not data:
             return []
-        try:
-            payload = _json.loads(data)
-        except ValueError:
-            raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
-        if isinstance(payload, list) and len(payload) == 1:   # a proxy that kept the array form
-            payload = payload[0]
-        if not isinstance(payload, dict):
-            raise ModelStreamError(f"unexpected stream event: {data[:200]}", line=data)
+        payload = _json.event_object(data)
         if payload.get("error"):
             raise self._error(payload, data)
         items: List[StreamItem] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-__all__ = ["loads", "stdlib_loads", "orjson_loads", "make_orjson_loads"]
+__all__ = ["event_object", "loads", "stdlib_loads", "orjson_loads", "make_orjson_loads"]
 
 stdlib_loads: Callable[[str], Any] = json.loads
 
@@ -52,3 +52,19 @@ except ImportError:  # the optional extra is not installed
 else:
     orjson_loads = make_orjson_loads(_orjson.loads)
     loads = orjson_loads
+
+
+def event_object(data: str) -> Any:
+    """The JSON object an SSE event's ``data`` holds (a one-item list is unwrapped, as some
+    proxies send); ``ModelStreamError`` naming the line for anything else."""
+    from ..exceptions import ModelStreamError
+
+    try:
+        payload = loads(data)
+    except ValueError:
+        raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        raise ModelStreamError(f"unexpected stream event: {data[:200]}", line=data)
+    return payload

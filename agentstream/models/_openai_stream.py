@@ -16,7 +16,11 @@ does the rest. It copes with the compatible servers' variations
 * #16 finish_reason: last non-empty wins, unknown values kept raw.
 * #17 usage: every usage object is reported, the builder keeps the last;
   Groq's ``x_groq.usage`` too.
-* #19 ``reasoning_content`` / ``reasoning`` / ``reasoning_details``, once.
+* #19 ``reasoning_content`` / ``reasoning`` / ``reasoning_details``, once. OpenRouter's
+  ``reasoning_details`` entries win when present: one thinking part per entry (by ``index`` and
+  ``type``) keeping its signature, encrypted ``data``, ``id`` and ``format`` to be sent back.
+* usage whose ``completion_tokens`` leave the reasoning tokens out (xAI: the total is
+  prompt + completion + reasoning) gets them added to the output tokens.
 * #20 ``{"error": ...}`` inside the stream -> ``ModelStreamError``, classified by
   its code as well as its type (a rate limit is also a ``RateLimitError``).
 * #29 unknown fields ignored.
@@ -71,7 +75,11 @@ def usage_from_openai(raw: Dict[str, Any]) -> Usage:
     cache_read = _int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0
     cache_read = cache_read or _int(raw.get("prompt_cache_hit_tokens"))
     cache_write = _int(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0
-    return Usage(input_tokens=_int(raw.get("prompt_tokens")), output_tokens=_int(raw.get("completion_tokens")),
+    input_tokens, output = _int(raw.get("prompt_tokens")), _int(raw.get("completion_tokens"))
+    reasoning = _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0
+    if reasoning and _int(raw.get("total_tokens")) == input_tokens + output + reasoning:
+        output += reasoning   # xAI: completion_tokens exclude the reasoning tokens (OpenAI's include them)
+    return Usage(input_tokens=input_tokens, output_tokens=output,
                  cache_read_tokens=cache_read, cache_write_tokens=cache_write, details=details)
 
 
@@ -80,6 +88,29 @@ def stream_error(error: Any, line: str, where: str = "stream") -> ModelStreamErr
     code as well as its type (``_errors.classify_error``); a rate limit is a ``RateLimitError``."""
     message = (error.get("message") or json.dumps(error)[:300]) if isinstance(error, dict) else str(error)
     return in_band_error(f"error inside the model {where}: {message}", error, line)
+
+
+def _str(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+#: the fields of a ``reasoning_details`` entry with a home on ThinkingPart; the rest is provider_details
+_DETAIL_FIELDS = frozenset(("text", "summary", "data", "signature", "id"))
+
+
+def _detail_chunk(position: int, entry: Dict[str, Any]) -> ThinkingChunk:
+    """One OpenRouter ``reasoning_details`` entry (a fragment of the entry at its ``index``):
+    ``reasoning.text`` (text, signature), ``reasoning.summary`` (summary) or
+    ``reasoning.encrypted`` (data). ``openai_chat`` rebuilds the entry from the part."""
+    index = entry.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        index = position
+    kind = entry["type"]
+    text = entry.get("summary") if kind == "reasoning.summary" else entry.get("text")
+    details = {k: v for k, v in entry.items() if k not in _DETAIL_FIELDS and v is not None}
+    return ThinkingChunk(text if isinstance(text, str) else "", part_id=("details", index, kind),
+                         signature=_str(entry.get("signature")), redacted_data=_str(entry.get("data")),
+                         provider_id=_str(entry.get("id")), details=details)
 
 
 class _ThinkTags:
@@ -250,12 +281,14 @@ class OpenAIChatTranslator:
             items.append(FinishReport(reason))
 
     def _reasoning(self, delta: Dict[str, Any], items: List[StreamItem]) -> None:
+        details = delta.get("reasoning_details")
+        entries = [d for d in details if isinstance(d, dict) and isinstance(d.get("type"), str)] \
+            if isinstance(details, list) else []
+        if entries:   # they carry what "reasoning" has, and what must go back (gotcha #19: once)
+            items.extend(_detail_chunk(position, entry) for position, entry in enumerate(entries))
+            return
         text = next((v for v in (delta.get("reasoning_content"), delta.get("reasoning"))
                      if isinstance(v, str) and v), None)   # gotcha #19: both present -> once
-        if text is None and isinstance(delta.get("reasoning_details"), list):
-            text = "".join(d.get("text") or d.get("summary") or "" for d in delta["reasoning_details"]
-                           if isinstance(d, dict) and d.get("type") in ("reasoning.text", "reasoning.summary")
-                           and isinstance(d.get("text") or d.get("summary") or "", str))
         if text:
             items.append(ThinkingChunk(text))
 

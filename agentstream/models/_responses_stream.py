@@ -40,13 +40,10 @@ from ..usage import Usage
 from . import _json
 from ._base import (FinishReport, ResponseInfo, StreamItem, TextChunk, ThinkingChunk, ToolCallChunk,
                     UsageReport)
-from ._errors import ERROR_TYPE_STATUS
+from ._errors import in_band_error
 
 __all__ = ["ResponsesTranslator", "usage_from_responses"]
 
-#: error codes of the Responses API -> HTTP-like status (beyond ``ERROR_TYPE_STATUS``)
-_CODE_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "invalid_prompt": 400,
-                "server_error": 500, "vector_store_timeout": 504, "invalid_api_key": 401}
 _INCOMPLETE = {"max_output_tokens": "length", "max_tokens": "length", "content_filter": "content_filter"}
 _END = ("response.completed", "response.incomplete", "response.failed")
 
@@ -78,15 +75,17 @@ def usage_from_responses(raw: Dict[str, Any]) -> Usage:
 
 
 def responses_error(error: Any, line: str, where: str) -> ModelStreamError:
-    """A ``ModelStreamError`` from an ``error`` event or a failed response's ``error``."""
-    error = error if isinstance(error, dict) else {"message": str(error)}
+    """The error of an ``error`` event or a failed response (``in_band_error``: a rate limit is
+    an ``InBandRateLimitError``); its error type is the code, which decides retries."""
+    error = dict(error) if isinstance(error, dict) else {"message": str(error)}
     code = _str(error.get("code")) or _str(error.get("type"))
+    if error.get("type") == "error":   # the event's own type, not an error type
+        error.pop("type")
     message = error.get("message") or code or "unknown error"
-    status = error.get("status") if isinstance(error.get("status"), int) else None
-    status = status or _CODE_STATUS.get(code or "") or ERROR_TYPE_STATUS.get(code or "") or \
-        ERROR_TYPE_STATUS.get(_str(error.get("type")) or "")
     text = f"{message} ({code})" if code and code not in str(message) else str(message)
-    return ModelStreamError(f"error inside the model {where}: {text}", line=line, error_type=code, status=status)
+    exc = in_band_error(f"error inside the model {where}: {text}", error, line)
+    exc.error_type = code or exc.error_type
+    return exc
 
 
 class _Item:
@@ -132,12 +131,7 @@ class ResponsesTranslator:
         if data == "[DONE]":   # OpenRouter, after response.completed
             self._done = True
             return []
-        try:
-            payload = _json.loads(data)
-        except ValueError:
-            raise ModelStreamError(f"malformed JSON in the stream: {data[:200]}", line=data) from None
-        if not isinstance(payload, dict):
-            raise ModelStreamError(f"unexpected stream event: {data[:200]}", line=data)
+        payload = _json.event_object(data)
         kind = payload.get("type") or event.event
         if kind == "error" or ("type" not in payload and payload.get("error")):   # also a bare {"error": ...}
             raise responses_error(payload.get("error") or payload, data, "stream")

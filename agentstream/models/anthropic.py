@@ -189,9 +189,7 @@ class AnthropicModel(HTTPModel):
         tools = params.all_tools
         if tools:
             body["tools"] = [anthropic_tool(t) for t in tools]
-            choice = settings.tool_choice
-            if choice is None and not params.allow_text_output and not budget:
-                choice = "any"   # forced tool use is not allowed with thinking
+            choice = params.tool_choice(settings, forced=None if budget else "any")   # not forced with thinking
             tool_choice = _tool_choice(choice, settings.parallel_tool_calls)
             if tool_choice:
                 body["tool_choice"] = tool_choice

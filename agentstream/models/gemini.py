@@ -223,9 +223,7 @@ class GeminiModel(HTTPModel):
         tools = params.all_tools
         if tools:
             body["tools"] = [{"functionDeclarations": [gemini_tool(t) for t in tools]}]
-            choice = settings.tool_choice
-            if choice is None and not params.allow_text_output:
-                choice = "any"
+            choice = params.tool_choice(settings, forced="any")
             tool_config = _tool_config(choice)
             if tool_config:
                 body["toolConfig"] = tool_config

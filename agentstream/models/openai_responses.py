@@ -35,6 +35,7 @@ from ..messages import (own_provider_data, ModelRequest, ModelResponse, RetryPro
                         ToolCallPart, ToolReturnPart, UserPromptPart)
 from ..settings import ModelSettings, Timeout
 from ._base import ModelRequestParameters, ToolDefinition
+from ._effort import reasoning_effort
 from ._http_model import HTTPModel, HTTPRequest
 from ._registry import PROVIDERS, env_api_key
 from ._responses_stream import ResponsesTranslator
@@ -51,13 +52,6 @@ def responses_tool(tool: ToolDefinition) -> Dict[str, Any]:
     (the API's default would reject them)."""
     return {"type": "function", "name": tool.name, "description": tool.description or "",
             "parameters": tool.parameters_json_schema or {"type": "object", "properties": {}}, "strict": False}
-
-
-def reasoning_effort(budget: int) -> str:
-    """``thinking_budget`` tokens -> the API's effort level."""
-    if budget <= 1024:
-        return "low"
-    return "medium" if budget <= 8192 else "high"
 
 
 def _error_text(part: ToolReturnPart) -> str:
@@ -215,9 +209,7 @@ class OpenAIResponsesModel(HTTPModel):
         tools = params.all_tools
         if tools:
             body["tools"] = [responses_tool(t) for t in tools]
-            choice = settings.tool_choice
-            if choice is None and not params.allow_text_output:
-                choice = "required"
+            choice = params.tool_choice(settings)
             if choice is not None:
                 body["tool_choice"] = _tool_choice(choice)
             if settings.parallel_tool_calls is not None:
@@ -228,7 +220,7 @@ class OpenAIResponsesModel(HTTPModel):
             value = getattr(settings, key)
             if value is not None:
                 body[key] = value
-        if settings.thinking_budget:
+        if settings.thinking_budget is not None:   # 0: the least reasoning the API allows ("minimal")
             body["reasoning"] = {"effort": reasoning_effort(settings.thinking_budget), "summary": "auto"}
         if settings.stop or settings.seed is not None:
             log.debug("the Responses API takes no stop sequences or seed: not sent")

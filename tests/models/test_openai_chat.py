@@ -207,11 +207,13 @@ def test_gotcha_18_stream_options_rejected_retried_once_without(monkeypatch):
 
 def test_registry_table_and_model_strings(monkeypatch):
     from agentstream.models import infer_model
-    from agentstream.models._registry import KNOWN_PREFIXES, model_from_string
+    from agentstream.models._infer import model_from_string
+    from agentstream.models._registry import KNOWN_PREFIXES
 
     model_cls()   # skips when the HTTP base class is missing
     assert set(KNOWN_PREFIXES) == {"openai", "anthropic", "ollama", "vllm", "lmstudio", "llamacpp", "openrouter",
-                                   "groq", "deepseek", "together", "openai-responses", "google", "gemini", "test"}
+                                   "groq", "deepseek", "xai", "together", "openai-responses", "google", "gemini",
+                                   "test"}
     assert KNOWN_PREFIXES["groq"].base_url == "https://api.groq.com/openai/v1"
     assert KNOWN_PREFIXES["groq"].key_env == "GROQ_API_KEY" and KNOWN_PREFIXES["groq"].to_dict()["description"]
     for prefix, info in KNOWN_PREFIXES.items():

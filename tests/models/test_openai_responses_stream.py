@@ -318,3 +318,18 @@ def test_provider_ids_survive_json_round_trip():
     assert response.parts == [ThinkingPart("", signature="ENC", provider_id="rs_1"),
                               ToolCallPart("f", {}, "call_1", provider_id="fc_1")]
     assert messages_from_json(messages_to_json([response]))[0].parts == response.parts
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "error", "code": "rate_limit_exceeded", "message": "slow down"},
+    {"type": "response.failed", "response": {"id": "r", "status": "failed",
+                                             "error": {"code": "rate_limit_exceeded", "message": "slow down"}}},
+])
+def test_an_in_band_rate_limit_is_a_retryable_rate_limit_error(event):
+    from agentstream.exceptions import RateLimitError
+
+    with pytest.raises(RateLimitError) as caught:
+        ResponsesTranslator().translate(ServerSentEvent(data=json.dumps(event), event=event["type"]))
+    error = caught.value
+    assert isinstance(error, ModelStreamError) and error.status == 429
+    assert error.error_type == "rate_limit_exceeded" and _retry.is_retryable(error)

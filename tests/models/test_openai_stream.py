@@ -180,7 +180,38 @@ def test_gotcha_19_reasoning_field_names():
                    chunk({"content": "answer", "reasoning_content": None}), chunk({}, "stop")))
     assert r.builder.thinking == "abcde" and r.response.text == "answer"
     assert [e.text for e in r.events if isinstance(e, ThinkingDelta)] == list("abcde")
-    assert [type(p).__name__ for p in r.response.parts] == ["ThinkingPart", "TextPart"]
+    thinking, details, text = r.response.parts   # reasoning_details entries are parts of their own
+    assert (thinking.content, thinking.provider_details) == ("abc", None)
+    assert (details.content, details.provider_details, text.content) == ("de", {"type": "reasoning.text"}, "answer")
+
+
+def test_openrouter_reasoning_details_entries_keep_what_goes_back():
+    text = {"type": "reasoning.text", "format": "anthropic-claude-v1", "index": 0}
+    r = replay(sse(chunk({"reasoning": "Th", "reasoning_details": [dict(text, text="Th", signature="")]}),
+                   chunk({"reasoning": "ink", "reasoning_details": [dict(text, text="ink", id="rd-1")]}),
+                   chunk({"reasoning": None, "reasoning_details": [dict(text, signature="SIG")]}),
+                   chunk({"reasoning_details": [{"type": "reasoning.encrypted", "data": "ENC", "index": 1,
+                                                 "format": None, "id": "rs_9"}]}),
+                   chunk({"content": "ok"}), chunk({}, "stop")), chunk_size=3)
+    first, encrypted, answer = r.response.parts
+    assert (first.content, first.signature, first.provider_id, first.redacted_data) == ("Think", "SIG", "rd-1", None)
+    assert first.provider_details == text and answer.content == "ok"
+    assert (encrypted.content, encrypted.redacted_data, encrypted.provider_id) == ("", "ENC", "rs_9")
+    assert encrypted.provider_details == {"type": "reasoning.encrypted", "index": 1}   # null format dropped
+    assert [e.text for e in r.events if isinstance(e, ThinkingDelta)] == ["Th", "ink"]
+
+
+def test_usage_completion_tokens_without_reasoning_are_normalised():
+    """xAI: total = prompt + completion + reasoning (OpenAI: total = prompt + completion)."""
+    xai = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 45,
+           "completion_tokens_details": {"reasoning_tokens": 30}}
+    openai = {"prompt_tokens": 10, "completion_tokens": 35, "total_tokens": 45,
+              "completion_tokens_details": {"reasoning_tokens": 30}}
+    for usage in (xai, openai):
+        u = replay(sse(chunk({}, "stop", usage=usage))).response.usage
+        assert (u.input_tokens, u.output_tokens, u.details["reasoning_tokens"]) == (10, 35, 30)
+    no_total = dict(xai, total_tokens=None)
+    assert replay(sse(chunk({}, "stop", usage=no_total))).response.usage.output_tokens == 5
 
 
 def test_gotcha_20_error_chunk_raises_with_provider_message():

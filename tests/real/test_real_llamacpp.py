@@ -104,6 +104,8 @@ def test_404_from_a_base_url_without_v1(llama: Any, llama_server: Any) -> None:
     out.check_terminal("error")
     assert isinstance(out.error, ModelHTTPError) and out.error.status == 404, repr(out.error)
     assert out.of("retrying") == []
+    assert "check base_url=" in str(out.error) and "/chat/completions" in str(out.error)
+    assert out.error.url.endswith("/chat/completions")
 
 
 def test_prompt_over_the_context_window(llama: Any) -> None:
